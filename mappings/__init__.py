@@ -1,0 +1,1 @@
+"""The default mappings (CONTRACT.md as YAML), shipped as package data."""

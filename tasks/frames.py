@@ -1,0 +1,86 @@
+"""What the rules see: one typed table per tab, the raw cells beside it, and the input's problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tasks.a1 import a1
+from tasks.mapping import Tab
+
+ROW = "_row"
+DATETIME = "datetime64[ns, Asia/Tokyo]"  # the sheet row a record was read from: for messages only, never for writing
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad cell (or header) in the input, as staff will see it in エラー."""
+
+    tab: str  # the tab's title
+    cell: str  # A1 at read time
+    key: str
+    field: str  # the header
+    value: str
+    message: str  # Japanese, says what is wrong
+
+    @property
+    def problem_id(self) -> str:
+        return f"{self.tab}!{self.key}!{self.field}"
+
+
+@dataclass
+class Table:
+    """A tab as the rules see it.
+
+    `data` holds normalized values (a bad cell is None there), indexed by the key as text; `raw`
+    the cells exactly as read, for the writer's compare-and-set; `bad` marks the cells that had a
+    problem, so a rule skips a row only for the fields it needs.
+    """
+
+    name: str
+    spec: Tab
+    data: pd.DataFrame
+    raw: pd.DataFrame
+    bad: pd.DataFrame
+    present: frozenset[str]
+    exists: bool
+    col_of: dict[str, int] = field(default_factory=dict)  # field -> 1-based column at read time
+
+    def raw_value(self, key: str, field: str) -> Any:
+        if field not in self.raw.columns or key not in self.raw.index:
+            return None
+        value = self.raw.at[key, field]
+        return None if _is_missing(value) else value
+
+    def usable(self, *fields: str) -> pd.Series:
+        """Rows whose given fields were read without a problem."""
+        ok = pd.Series(True, index=self.data.index)
+        for name in fields:
+            if name in self.bad.columns:
+                ok &= ~self.bad[name]
+        return ok
+
+    def a1(self, key: str, field: str) -> str:
+        """The A1 address of a cell as read, for staff-facing messages ("" if unknown)."""
+        col = self.col_of.get(field)
+        if col is None or key not in self.data.index:
+            return ""
+        return a1(int(self.data.at[key, ROW]), col)
+
+
+@dataclass
+class Frames:
+    tables: dict[str, Table]
+    problems: list[Problem]
+
+    def __getitem__(self, name: str) -> Table:
+        return self.tables[name]
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,62 @@
+"""The 通知 outbox: every message is a row first, sent second, marked third.
+
+A notice's id is deterministic per event, so the same event seen by a rerun is the same row and
+is never told twice. Phone numbers and e-mails are masked before they reach a row.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from tasks.frames import Frames
+from tasks.mapping import Mapping
+from tasks.plan import Append
+from tasks.rules.common import new_row
+
+PENDING, SENT, FAILED = "未送信", "送信済", "失敗"
+
+_EMAIL = re.compile(r"([^\s@、。,;:()（）<>]{1,64})@([^\s@、。,;:()（）<>]+\.[A-Za-z]{2,})")
+_PHONE = re.compile(r"(?<![\dA-Za-z])(\+?\d[\d\- ‐－ー()（）]{7,}\d)(?![\dA-Za-z])")
+
+
+def mask(text: str) -> str:
+    """Keep just enough to recognise: 090-****-5678, t***@example.com."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)[0]}***@{m.group(2)}", text)
+    return _PHONE.sub(lambda m: _mask_phone(m.group(1)), text)
+
+
+def _mask_phone(number: str) -> str:
+    digits = sum(ch.isdigit() for ch in number)
+    if digits < 10:
+        return number
+    seen, out = 0, []
+    for ch in number:
+        if ch.isdigit():
+            seen += 1
+            out.append(ch if seen <= 3 or seen > digits - 4 else "*")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def notice(
+    frames: Frames, mapping: Mapping, notice_id: str, recipient: str, kind: str, now: pd.Timestamp, **fields: Any
+) -> Append | None:
+    """An outbox row for one event, or None when that event is already in the outbox."""
+    outbox = frames["outbox"]
+    if notice_id in outbox.data.index:
+        return None
+    template = mapping.templates[kind]
+    body = mask(template.body.format(**{k: "" if v is None else v for k, v in fields.items()}))
+    values = {
+        "created_at": now, "recipient": recipient, "kind": template.title, "body": body,
+        "state": PENDING, "attempts": 0,
+    }
+    return new_row(outbox, notice_id, values, f"通知: {template.title}")
+
+
+def is_urgent(mapping: Mapping, kind_title: str) -> bool:
+    return any(t.urgent for t in mapping.templates.values() if t.title == kind_title)

@@ -1,0 +1,135 @@
+"""A plan: what a run will change, as a value that can be printed, saved and applied.
+
+Rules return plans; plans compose by union; the writer applies one. Every change names its row by
+key (never by row number) and every cell edit carries the value it expects to find, so the writer
+can skip a cell that a person changed after the read (compare-and-set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tasks.frames import Problem
+
+Values = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Set one cell of an existing row. `old` is the raw value read; `new` the value to write.
+
+    A `check_only` edit writes nothing: it only asserts that the cell still holds `old`, so that a
+    group (a merge) waits when a person changed a row it depends on.
+    """
+
+    tab: str
+    key: str
+    field: str
+    old: Any
+    new: Any
+    reason: str
+    group: str | None = None
+    check_only: bool = False
+
+    @property
+    def address(self) -> tuple[str, str, str]:
+        return (self.tab, self.key, self.field)
+
+
+@dataclass(frozen=True)
+class Append:
+    """Add a row with a deterministic key; the writer never adds a key that is already there."""
+
+    tab: str
+    key: str
+    values: Values
+    reason: str
+    group: str | None = None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.values).get(name, default)
+
+    def with_values(self, **changes: Any) -> Append:
+        merged = dict(self.values) | changes
+        return replace(self, values=tuple(merged.items()))
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove the row with this key (an error that was fixed, a merged customer)."""
+
+    tab: str
+    key: str
+    reason: str
+    group: str | None = None
+
+
+class PlanConflict(ValueError):
+    """Two rules want different values in one cell: a bug in the rules, never silently resolved."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    edits: tuple[Edit, ...] = ()
+    appends: tuple[Append, ...] = ()
+    deletes: tuple[Delete, ...] = ()
+    problems: tuple[Problem, ...] = ()  # input problems a rule found (an invalid payment link)
+    log: tuple[str, ...] = field(default=(), compare=False)
+
+    def __or__(self, other: Plan) -> Plan:
+        return Plan(
+            edits=_union(self.edits + other.edits, lambda e: e.address, lambda e: (e.new, e.check_only)),
+            appends=_union(self.appends + other.appends, lambda a: (a.tab, a.key), lambda a: a.values),
+            deletes=_union(self.deletes + other.deletes, lambda d: (d.tab, d.key), lambda d: ()),
+            problems=_union(self.problems + other.problems, lambda p: p.problem_id, lambda p: p),
+            log=self.log + other.log,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.edits or self.appends or self.deletes)
+
+    @property
+    def size(self) -> int:
+        return len(self.edits) + len(self.appends) + len(self.deletes)
+
+    def for_tab(self, tab: str) -> Plan:
+        return Plan(
+            edits=tuple(e for e in self.edits if e.tab == tab),
+            appends=tuple(a for a in self.appends if a.tab == tab),
+            deletes=tuple(d for d in self.deletes if d.tab == tab),
+        )
+
+    @property
+    def tabs(self) -> list[str]:
+        names = {e.tab for e in self.edits} | {a.tab for a in self.appends} | {d.tab for d in self.deletes}
+        return sorted(names)
+
+    def sorted(self) -> Plan:
+        """The canonical order: the same plan prints and applies the same way every time."""
+        return Plan(
+            edits=tuple(sorted(self.edits, key=lambda e: e.address)),
+            appends=tuple(sorted(self.appends, key=lambda a: (a.tab, a.key))),
+            deletes=tuple(sorted(self.deletes, key=lambda d: (d.tab, d.key))),
+            problems=tuple(sorted(self.problems, key=lambda p: p.problem_id)),
+            log=self.log,
+        )
+
+
+def combine(plans: list[Plan]) -> Plan:
+    total = Plan()
+    for plan in plans:
+        total = total | plan
+    return total.sorted()
+
+
+def _union(items: tuple, address, payload) -> tuple:
+    seen: dict = {}
+    for item in items:
+        where = address(item)
+        if where in seen:
+            if payload(seen[where]) != payload(item):
+                raise PlanConflict(f"two rules disagree on {where}: {seen[where]!r} vs {item!r}")
+            continue
+        seen[where] = item
+    return tuple(seen.values())

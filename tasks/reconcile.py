@@ -1,0 +1,44 @@
+"""Reconcile: every rule over the checked frames, one plan. Pure: no IO, no clock, no Prefect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from tasks.frames import Frames
+from tasks.mapping import Mapping
+from tasks.outbox import SENT
+from tasks.plan import Plan, combine
+from tasks.rules.bookings import end_times
+from tasks.rules.errors import error_rows
+from tasks.rules.metrics import customer_metrics
+
+Rule = Callable[[Frames, pd.Timestamp, Mapping], Plan]
+
+# Each concern is one module; order does not matter (plans compose by union, conflicts raise).
+RULES: tuple[Rule, ...] = (
+    end_times,
+    customer_metrics,
+)
+
+BASELINE_REASON = "導入時"
+
+
+def reconcile(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
+    plan = combine([rule(frames, now, mapping) for rule in RULES])
+    plan = plan | error_rows(frames, now, mapping, plan.problems)
+    plan = plan.sorted()
+    return as_baseline(plan) if baseline else plan
+
+
+def as_baseline(plan: Plan) -> Plan:
+    """The adoption run: fill everything, flood nobody (operations done, notices already sent)."""
+    appends = []
+    for a in plan.appends:
+        if a.tab == "operations":
+            a = a.with_values(done=True, reason=BASELINE_REASON)
+        elif a.tab == "outbox":
+            a = a.with_values(state=SENT, error=BASELINE_REASON)
+        appends.append(a)
+    return Plan(plan.edits, tuple(appends), plan.deletes, plan.problems, plan.log)

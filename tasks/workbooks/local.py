@@ -1,0 +1,146 @@
+"""The local workbook adapter (.xlsx through openpyxl): the embedded default and the demo.
+
+Reads every tab in one streaming pass; writes by loading the file again (the state at write
+time, for compare-and-set), changing only the resolved cells and replacing the file atomically,
+so a crash never leaves a half-written workbook and an empty plan never touches the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pandas as pd
+from openpyxl.worksheet.worksheet import Worksheet
+
+from tasks.normalize import to_text
+from tasks.write import StructureChange, TabWrite
+
+DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
+DATE_FORMAT = "yyyy/mm/dd"
+
+
+class LocalWorkbook:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def read(self) -> dict[str, list[list[Any]]]:
+        if not self.path.exists():
+            raise FileNotFoundError(f"workbook not found: {self.path}")
+        wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+        try:
+            return {ws.title: [list(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
+        finally:
+            wb.close()
+
+    @contextmanager
+    def transaction(self, titles: list[str]) -> Iterator[_Transaction]:
+        del titles  # a local file is loaded whole
+        wb = openpyxl.load_workbook(self.path)
+        tx = _Transaction(wb)
+        yield tx
+        if tx.dirty:
+            _save_atomically(wb, self.path)
+
+
+class _Transaction:
+    def __init__(self, wb: openpyxl.Workbook):
+        self.wb = wb
+        self.dirty = False
+
+    def headers(self) -> dict[str, list[str] | None]:
+        return {ws.title: _SheetState(ws).header for ws in self.wb.worksheets}
+
+    def change_structure(self, changes: list[StructureChange]) -> None:
+        for change in changes:
+            ws = self.wb.create_sheet(change.title) if change.new_tab else self.wb[change.title]
+            for offset, header in enumerate(change.headers):
+                _put(ws.cell(row=1, column=change.start_col + offset), header)
+            ws.freeze_panes = ws.freeze_panes or "A2"
+        self.dirty = self.dirty or bool(changes)
+
+    def states(self, titles: list[str]) -> dict[str, _SheetState]:
+        return {t: _SheetState(self.wb[t]) for t in titles if t in self.wb.sheetnames}
+
+    def write(self, writes: list[TabWrite]) -> None:
+        for write in writes:
+            ws = self.wb[write.title]
+            for row, col, value in write.cells:
+                _put(ws.cell(row=row, column=col), value)
+            start = _SheetState(ws).last_row + 1
+            for offset, values in enumerate(write.rows):
+                for col, value in enumerate(values, start=1):
+                    if value is not None:
+                        _put(ws.cell(row=start + offset, column=col), value)
+            for row in write.deletes:
+                ws.delete_rows(row)
+            self.dirty = True
+
+
+class _SheetState:
+    def __init__(self, ws: Worksheet):
+        self.ws = ws
+        self.header = [unicodedata.normalize("NFKC", to_text(c.value)).strip() for c in ws[1]] if ws.max_row else []
+        self._keys: dict[int, dict[str, list[int]]] = {}
+
+    def rows_of(self, col: int) -> dict[str, list[int]]:
+        if col not in self._keys:
+            found: dict[str, list[int]] = {}
+            for row, (value,) in enumerate(
+                self.ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True), start=2
+            ):
+                text = unicodedata.normalize("NFKC", to_text(value)).strip()
+                if text:
+                    found.setdefault(text, []).append(row)
+            self._keys[col] = found
+        return self._keys[col]
+
+    def value(self, row: int, col: int) -> Any:
+        return self.ws.cell(row=row, column=col).value
+
+    @property
+    def last_row(self) -> int:
+        row = self.ws.max_row
+        while row > 1 and all(c.value in (None, "") for c in self.ws[row]):
+            row -= 1
+        return row
+
+
+def _put(cell: Any, value: Any) -> None:
+    """Write a typed value; text is always text (never a formula), times are real date-times."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone(dt.timedelta(hours=9))).replace(tzinfo=None)
+        cell.value = value
+        cell.number_format = DATETIME_FORMAT
+        return
+    if isinstance(value, dt.date):
+        cell.value = value
+        cell.number_format = DATE_FORMAT
+        return
+    cell.value = value
+    if isinstance(value, str):
+        cell.data_type = "s"  # openpyxl would store "=..." as a formula
+
+
+def _save_atomically(wb: openpyxl.Workbook, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        wb.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

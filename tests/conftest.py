@@ -1,0 +1,72 @@
+"""Shared fixtures: small workbooks written as real .xlsx files, and a fixed clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from tasks.mapping import load_mapping
+
+NOW = pd.Timestamp("2026-11-20T10:00", tz="Asia/Tokyo")
+
+CUSTOMER_HEADERS = ["お客様番号", "姓", "名", "セイ", "メイ", "LINE名", "LINEユーザーID", "電話番号", "メールアドレス",
+                    "流入経路", "セミナー参加日", "営業担当", "要注意メモ", "ブラックリストメモ", "個別メモ", "初回登録日", "タグ"]
+BOOKING_HEADERS = ["予約ID", "お客様番号", "営業担当", "メニュー", "開始日時", "ステータス", "アクション実行", "Zoomリンク",
+                   "結果", "プラン", "お礼LINE", "キャンセル区分"]
+STAFF_HEADERS = ["名前", "役割", "通知先", "有効"]
+STAFF_ROWS = [["佐藤", "営業", "sato", "TRUE"], ["鈴木", "営業", "suzuki", "TRUE"],
+              ["高橋", "決済リンク作成", "links", "TRUE"], ["田中", "運営", "ops", "TRUE"]]
+
+
+def customer(cid: str, family: str = "山田", given: str = "太郎", **kw) -> list:
+    fields = {"LINEユーザーID": "", "電話番号": "", "メールアドレス": "", "営業担当": "佐藤", "タグ": "", **kw}
+    row = [cid, family, given, "ヤマダ", "タロウ"] + [fields.get(h, "") for h in CUSTOMER_HEADERS[5:]]
+    return row
+
+
+def booking(bid: str, cid: str, start, status: str = "予約中来店前", **kw) -> list:
+    fields = {"営業担当": "佐藤", "メニュー": "個別相談", "アクション実行": "実行する", "Zoomリンク": "https://zoom.us/j/1", **kw}
+    return [bid, cid, fields["営業担当"], fields["メニュー"], start, status] + [fields.get(h, "") for h in BOOKING_HEADERS[6:]]
+
+
+def write_book(path: Path, tabs: dict[str, list[list]]) -> Path:
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in tabs.items():
+        ws = wb.create_sheet(title)
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row, start=1):
+                if value in (None, ""):
+                    continue
+                cell = ws.cell(row=r, column=c, value=value)
+                if isinstance(value, str):
+                    cell.data_type = "s"
+                elif isinstance(value, dt.datetime):
+                    cell.number_format = "yyyy/mm/dd hh:mm"
+    wb.save(path)
+    return path
+
+
+def team_tabs(customers: list[list], bookings: list[list]) -> dict[str, list[list]]:
+    return {"顧客": [CUSTOMER_HEADERS, *customers], "予約": [BOOKING_HEADERS, *bookings],
+            "担当者": [STAFF_HEADERS, *STAFF_ROWS]}
+
+
+def tab_rows(path: Path, title: str) -> list[list]:
+    wb = openpyxl.load_workbook(path)
+    rows = [list(r) for r in wb[title].iter_rows(values_only=True)]
+    return [r for r in rows if any(v not in (None, "") for v in r)]
+
+
+def tab_records(path: Path, title: str) -> list[dict]:
+    rows = tab_rows(path, title)
+    return [dict(zip(rows[0], r, strict=False)) for r in rows[1:]] if rows else []
+
+
+@pytest.fixture(scope="session")
+def mapping():
+    return load_mapping()

@@ -1,0 +1,230 @@
+"""The spine end to end on a real .xlsx: structure, check, plan, compare-and-set, idempotence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import openpyxl
+import pytest
+
+from flows.pipeline import run
+from tasks.check import InputError, check
+from tasks.mapping import MappingError, load_mapping
+from tasks.reconcile import reconcile
+from tasks.workbooks.local import LocalWorkbook
+from tasks.workbooks.port import RunInfo, apply_plan
+from tests.conftest import (
+    BOOKING_HEADERS,
+    NOW,
+    booking,
+    customer,
+    tab_records,
+    tab_rows,
+    team_tabs,
+    write_book,
+)
+
+SENT: list = []
+
+
+def record(recipient, title, body, key):
+    SENT.append((recipient, title, body, key))
+
+
+@pytest.fixture
+def team(tmp_path):
+    tabs = team_tabs(
+        [customer("C001", 電話番号="090-1234-5678"), customer("C002", "鈴木", "花子", 電話番号="電話なし")],
+        [
+            booking("R001", "C001", dt.datetime(2026, 11, 25, 14, 0)),
+            booking("R002", "C001", "2026/11/10 10:00", "来店済み", 結果="成約"),
+            booking("R003", "C002", "11/25 14:00"),
+            booking("R004", "C999", "2026-11-26 10:00"),
+            booking("R005", "C002", "2026/11/12 10:00", "キャンセル料未払い"),
+        ],
+    )
+    return write_book(tmp_path / "team.xlsx", tabs)
+
+
+def test_first_run_creates_tabs_fills_columns_and_reports_errors(team, mapping):
+    summary = run(LocalWorkbook(team), mapping, NOW, record)
+    wb = openpyxl.load_workbook(team)
+    for spec in mapping.tabs.values():
+        assert spec.title in wb.sheetnames
+        headers = [c.value for c in wb[spec.title][1]]
+        assert all(c.header in headers for c in spec.columns if c.owner != "staff"), spec.title
+    bookings = {r["予約ID"]: r for r in tab_records(team, "予約")}
+    assert bookings["R001"]["終了日時"] == dt.datetime(2026, 11, 25, 15, 30)
+    assert bookings["R002"]["終了日時"] == dt.datetime(2026, 11, 10, 11, 30)
+    assert bookings["R003"]["終了日時"] is None  # no year: an error, not a guess
+    customers = {r["お客様番号"]: r for r in tab_records(team, "顧客")}
+    assert (customers["C001"]["予約回数"], customers["C001"]["来店回数"], customers["C001"]["キャンセル回数"]) == (2, 1, 0)
+    assert customers["C001"]["最終来店日"] == dt.datetime(2026, 11, 10)
+    assert customers["C001"]["直前キャンセル"] == "なし"
+    errors = {r["問題ID"]: r for r in tab_records(team, "エラー")}
+    assert "予約!R003!開始日時" in errors and errors["予約!R003!開始日時"]["セル"] == "E4"
+    assert "予約!R004!お客様番号" in errors
+    assert "顧客!C002!電話番号" in errors
+    # C002's metrics wait: one of its bookings cannot be read
+    assert customers["C002"]["予約回数"] is None
+    log = tab_records(team, "変更履歴")
+    marks = 3  # the outbox row's 状態, 送信日時, 試行回数 after sending
+    assert len(log) == len(summary.report.changes) + marks
+    assert {r["項目"] for r in log} >= {"終了日時", "予約回数"}
+    assert summary.sent >= 1 and tab_records(team, "通知")[0]["状態"] == "送信済"
+
+
+def test_second_run_writes_nothing(team, mapping):
+    run(LocalWorkbook(team), mapping, NOW, record)
+    before = team.read_bytes()
+    summary = run(LocalWorkbook(team), mapping, NOW, record)
+    assert not summary.plan, summary.plan
+    assert not summary.report.wrote
+    assert team.read_bytes() == before
+
+
+def test_reconcile_is_deterministic_and_idempotent(team, mapping):
+    book = LocalWorkbook(team)
+    first = reconcile(check(book.read(), mapping), NOW, mapping)
+    again = reconcile(check(book.read(), mapping), NOW, mapping)
+    assert first == again and first.size > 0
+    run(book, mapping, NOW, record)
+    assert not reconcile(check(book.read(), mapping), NOW, mapping)
+
+
+def test_dry_run_leaves_the_file_byte_for_byte(team, mapping):
+    before = team.read_bytes()
+    summary = run(LocalWorkbook(team), mapping, NOW, record, dry_run=True)
+    assert summary.plan.size > 0
+    assert team.read_bytes() == before
+
+
+def test_formula_looking_text_is_stored_as_text(tmp_path, mapping):
+    tabs = team_tabs([customer("C001", 個別メモ="=HYPERLINK(\"http://x\")")], [])
+    path = write_book(tmp_path / "t.xlsx", tabs)
+    book = LocalWorkbook(path)
+    run(book, mapping, NOW, record)
+    plan = reconcile(check(book.read(), mapping), NOW, mapping)
+    from tasks.plan import Edit, Plan
+
+    evil = ["=1+1", "+81 90", "-5", "@SUM(A1)"]
+    edits = tuple(Edit("customers", "C001", "duplicate_of", None, v, "test") for v in evil[:1])
+    apply_plan(book, plan | Plan(edits=edits), mapping, RunInfo("t", NOW))
+    ws = openpyxl.load_workbook(path)["顧客"]
+    col = [c.value for c in ws[1]].index("重複候補") + 1
+    assert ws.cell(row=2, column=col).value == "=1+1" and ws.cell(row=2, column=col).data_type == "s"
+    memo_col = [c.value for c in ws[1]].index("個別メモ") + 1
+    assert ws.cell(row=2, column=memo_col).data_type == "s"
+
+
+def _first_plan(path, mapping):
+    book = LocalWorkbook(path)
+    return book, reconcile(check(book.read(), mapping), NOW, mapping)
+
+
+def test_cell_changed_between_read_and_write_is_not_overwritten(team, mapping):
+    run(LocalWorkbook(team), mapping, NOW, record)
+    wb = openpyxl.load_workbook(team)
+    ws = wb["予約"]
+    ws.cell(row=2, column=BOOKING_HEADERS.index("開始日時") + 1, value=dt.datetime(2026, 11, 25, 16, 0))
+    wb.save(team)
+    book, plan = _first_plan(team, mapping)
+    assert any(e.field == "end" and e.key == "R001" for e in plan.edits)
+    # a person types into 終了日時 after the read: the run must not clobber it
+    wb = openpyxl.load_workbook(team)
+    ws = wb["予約"]
+    end_col = [c.value for c in ws[1]].index("終了日時") + 1
+    ws.cell(row=2, column=end_col, value="手入力")
+    wb.save(team)
+    report = apply_plan(book, plan, mapping, RunInfo("t", NOW))
+    assert any(s.key == "R001" and s.why == "changed since read" for s in report.skipped)
+    assert tab_records(team, "予約")[0]["終了日時"] == "手入力"
+
+
+@pytest.mark.parametrize("person", ["sort", "insert", "delete"])
+def test_rows_moved_between_read_and_write_still_get_the_right_cells(tmp_path, mapping, person):
+    bookings = [booking(f"R00{i}", "C001", dt.datetime(2026, 11, 20 + i, 10, 0)) for i in range(1, 6)]
+    path = write_book(tmp_path / "t.xlsx", team_tabs([customer("C001")], bookings))
+    book, plan = _first_plan(path, mapping)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["予約"]
+    rows = [list(r) for r in ws.iter_rows(min_row=2, values_only=True)]
+    if person == "sort":
+        rows.reverse()
+    elif person == "insert":
+        rows.insert(0, booking("R000", "C001", dt.datetime(2026, 12, 1, 10, 0)))
+    else:
+        rows.pop(2)  # R003 deleted by a person
+    ws.delete_rows(2, ws.max_row)
+    for row in rows:
+        ws.append(row)
+    wb.save(path)
+    apply_plan(book, plan, mapping, RunInfo("t", NOW))
+    ws = openpyxl.load_workbook(path)["予約"]
+    header = [c.value for c in ws[1]]
+    for r in ws.iter_rows(min_row=2, values_only=True):
+        rec = dict(zip(header, r, strict=False))
+        if rec["予約ID"] == "R000":
+            assert rec["終了日時"] is None  # inserted after the read: not in the plan
+        else:
+            assert rec["終了日時"] == rec["開始日時"] + dt.timedelta(minutes=90), rec
+
+
+def test_missing_or_repeated_required_header_stops_before_writing(tmp_path, mapping):
+    tabs = team_tabs([customer("C001")], [])
+    tabs["予約"][0] = [h for h in BOOKING_HEADERS if h != "開始日時"]
+    path = write_book(tmp_path / "t.xlsx", tabs)
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="予約.*開始日時"):
+        run(LocalWorkbook(path), mapping, NOW, record)
+    assert path.read_bytes() == before
+    tabs["予約"][0] = [*BOOKING_HEADERS, "予約ID"]
+    write_book(path, tabs)
+    with pytest.raises(InputError, match="予約ID.*複数"):
+        check(LocalWorkbook(path).read(), mapping)
+
+
+def test_headers_are_found_by_name_not_position(tmp_path, mapping):
+    tabs = team_tabs([customer("C001")], [booking("R001", "C001", dt.datetime(2026, 11, 25, 14, 0))])
+    tabs["予約"] = [list(reversed(r)) for r in tabs["予約"]]
+    path = write_book(tmp_path / "t.xlsx", tabs)
+    run(LocalWorkbook(path), mapping, NOW, record)
+    assert tab_records(path, "予約")[0]["終了日時"] == dt.datetime(2026, 11, 25, 15, 30)
+
+
+def test_fixed_problem_leaves_the_error_tab(team, mapping):
+    run(LocalWorkbook(team), mapping, NOW, record)
+    wb = openpyxl.load_workbook(team)
+    ws = wb["予約"]
+    ws.cell(row=4, column=BOOKING_HEADERS.index("開始日時") + 1, value="2026/11/25 14:00")
+    wb.save(team)
+    run(LocalWorkbook(team), mapping, NOW, record)
+    ids = {r["問題ID"] for r in tab_records(team, "エラー")}
+    assert "予約!R003!開始日時" not in ids and "予約!R004!お客様番号" in ids
+
+
+def test_baseline_sends_nothing_and_the_next_run_is_quiet(team, mapping):
+    SENT.clear()
+    run(LocalWorkbook(team), mapping, NOW, record, baseline=True)
+    assert SENT == []
+    assert all(r["状態"] == "送信済" for r in tab_records(team, "通知"))
+    assert all(r["対応済"] for r in tab_records(team, "L-Step操作"))
+    summary = run(LocalWorkbook(team), mapping, NOW, record)
+    assert not summary.plan and SENT == []
+
+
+def test_bad_mapping_names_the_key(tmp_path):
+    src = load_mapping.__globals__["DEFAULT_DIR"]
+    for f in src.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    text = (tmp_path / "rules.yaml").read_text(encoding="utf-8").replace("meeting_minutes: 90", "meeting_minutes: -5")
+    (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError, match="meeting_minutes"):
+        load_mapping(tmp_path)
+
+
+def test_rows_read(team, mapping):
+    summary = run(LocalWorkbook(team), mapping, NOW, record, dry_run=True)
+    assert summary.rows_read["予約"] == 5 and summary.rows_read["顧客"] == 2
+    assert tab_rows(team, "予約")[0] == BOOKING_HEADERS
