@@ -92,7 +92,7 @@ def run(
     summary = RunSummary(
         run_id=info.run_id, now=now, source=str(book), dry_run=dry_run,
         rows_read={t.spec.title: len(t.data) for t in frames.tables.values() if t.exists},
-        plan=plan, problems=frames.problems + list(plan.problems),
+        plan=plan, problems=list({p.problem_id: p for p in [*frames.problems, *plan.problems]}.values()),
     )
     if dry_run:
         return summary

@@ -3,10 +3,22 @@
 No test machine reaches Google, so the real gspread client talks to this server
 instead. It keeps spreadsheets in memory and answers the subset of Sheets API v4
 that gspread and our adapter use, with the shapes and semantics recorded from
-Google in shared/sheets-api/cassettes (see tests/test_sheets_standin.py, which
-replays those recordings against it).
+Google in shared/sheets-api/cassettes (tests/test_sheets_standin.py replays those
+recordings against it and compares every answer).
 
-Use it in-process (``with SheetsStandin() as s: ...``) or as a process:
+Served: spreadsheets.get, spreadsheets.batchUpdate (addSheet, deleteSheet,
+updateSheetProperties, insertDimension, deleteDimension, appendDimension,
+updateCells, repeatCell; atomic), values.get/batchGet/update/batchUpdate/append/
+clear/batchClear, and POST /token for service-account JWT grants.
+
+Not modelled: Drive (files, sharing, 403s), other batchUpdate requests (answered
+400 naming the request), cell formatting other than numberFormat, notes,
+validation, protected ranges, dataFilters, quotas (inject "429" instead).
+Formulas: arithmetic, & and same-sheet references with SUM/MIN/MAX/AVERAGE are
+evaluated; any other formula shows its cached xlsx value, else #NAME?.
+
+Use it in-process (``with SheetsStandin() as s: ...``; ``gspread_client(s.url)``)
+or as a process:
 ``python -m tests.sheets_standin --port P --id ID --load team.xlsx --save out.xlsx``.
 """
 
@@ -18,6 +30,7 @@ import contextlib
 import copy
 import functools
 import json
+import numbers
 import os
 import random
 import re
@@ -31,12 +44,13 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import gspread
 
@@ -49,6 +63,7 @@ DEFAULT_COLS = 26
 EPOCH = datetime(1899, 12, 30)
 DATETIME_PATTERN = "yyyy/mm/dd hh:mm"
 DATE_PATTERN = "yyyy/mm/dd"
+SHEET_ZONE = ZoneInfo("Asia/Tokyo")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
 DATETIME_OPTIONS = ("SERIAL_NUMBER", "FORMATTED_STRING")
@@ -264,9 +279,11 @@ JA_WEEKDAYS = "月火水木金土日"
 
 
 def to_serial(value: datetime | date) -> float | int:
-    """Days since 1899-12-30, Google's (and Excel's) date serial."""
+    """Days since 1899-12-30, Google's (and Excel's) date serial; aware times in the sheet's zone."""
     if not isinstance(value, datetime):
         return (value - EPOCH.date()).days
+    if value.tzinfo is not None:
+        value = value.astimezone(SHEET_ZONE)
     delta = value.replace(tzinfo=None) - EPOCH
     serial = delta.days + delta.seconds / 86400 + delta.microseconds / 86_400_000_000
     return int(serial) if serial == int(serial) else serial
@@ -449,14 +466,16 @@ def written_cell(raw: Any, option: str, old: Cell | None) -> Cell | None:
 
 def python_cell(value: Any) -> Cell | None:
     """Seed a cell from a Python value; datetimes become serials with a date format."""
-    if value is None or value == "":
+    if value is None or value == "" or value != value:  # value != value: NaN / NaT
         return None
     if isinstance(value, datetime):
         return Cell(to_serial(value), None, {"type": "DATE_TIME", "pattern": DATETIME_PATTERN})
     if isinstance(value, date):
         return Cell(to_serial(value), None, {"type": "DATE", "pattern": DATE_PATTERN})
-    if isinstance(value, (bool, int, float)):
+    if isinstance(value, bool):
         return Cell(value)
+    if isinstance(value, numbers.Real):  # numpy numbers too
+        return Cell(int(value) if isinstance(value, numbers.Integral) else float(value))
     text = str(value)
     return Cell(None, text) if text.startswith("=") and len(text) > 1 else Cell(text)
 
@@ -809,7 +828,7 @@ def grid_limits(sheet: Sheet, written: str) -> ApiError:
     )
 
 
-def clip_for_read(sheet: Sheet, rect: Rect, text: str) -> Rect:
+def clip_for_read(sheet: Sheet, rect: Rect) -> Rect:
     """Clip a requested range to the grid; a start outside the grid is an error."""
     if rect.r0 >= sheet.rows or rect.c0 >= sheet.cols:
         raise grid_limits(sheet, a1(sheet.title, Rect(rect.r0, rect.c0, rect.r0 + 1, rect.c0 + 1)))
@@ -1309,7 +1328,7 @@ def _to_extended(value: Any, formula: bool) -> dict:
 def api_values_get(book: Spreadsheet, call: Call) -> dict:
     sheet, rect = book.resolve(call.range)
     major = call.param("majorDimension", "ROWS", DIMENSIONS)
-    return value_range(sheet, clip_for_read(sheet, rect, call.range), call.render(), major)
+    return value_range(sheet, clip_for_read(sheet, rect), call.render(), major)
 
 
 def api_values_batch_get(book: Spreadsheet, call: Call) -> dict:
@@ -1317,7 +1336,7 @@ def api_values_batch_get(book: Spreadsheet, call: Call) -> dict:
     ranges = []
     for text in call.params.get("ranges", []):
         sheet, rect = book.resolve(text)
-        ranges.append(value_range(sheet, clip_for_read(sheet, rect, text), how, major))
+        ranges.append(value_range(sheet, clip_for_read(sheet, rect), how, major))
     answer = {"spreadsheetId": book.spreadsheet_id}
     if ranges:
         answer["valueRanges"] = ranges
@@ -1375,7 +1394,7 @@ def api_values_append(book: Spreadsheet, call: Call) -> dict:
     insert = call.param("insertDataOption", "OVERWRITE", ("OVERWRITE", "INSERT_ROWS")) == "INSERT_ROWS"
     sheet, rect = book.resolve(call.range)
     values = check_values(body.get("values"), body.get("majorDimension"))
-    table = find_table(sheet, clip_for_read(sheet, rect, call.range))
+    table = find_table(sheet, clip_for_read(sheet, rect))
     start = Rect(table.r1, table.c0, None, None, True) if table else Rect(rect.r0, rect.c0, None, None, True)
     if insert:
         sheet.insert(0, start.r0, len(values), inherit_before=start.r0 > 0)
@@ -1391,7 +1410,7 @@ def api_values_append(book: Spreadsheet, call: Call) -> dict:
 
 def _clear(book: Spreadsheet, text: str) -> str:
     sheet, rect = book.resolve(text)
-    rect = clip_for_read(sheet, rect, text)
+    rect = clip_for_read(sheet, rect)
     for row in range(rect.r0, rect.r1):
         for col in range(rect.c0, rect.c1):
             cell = sheet.get(row, col)
@@ -1480,7 +1499,9 @@ def route(method: str, raw_path: str) -> tuple[str, str | None, str | None]:
 
 @dataclass
 class Fault:
-    kind: str  # "429" | "500" | "503" | "drop" | "slow"
+    """One injected fault. slow: answer late but for real; hang: wait, then drop."""
+
+    kind: str  # "429" | "500" | "503" | "drop" | "slow" | "hang"
     target: int
     verb: str | None
     seconds: float = 0.0
@@ -1489,9 +1510,10 @@ class Fault:
 def parse_fault(text: str) -> tuple[str, float]:
     if text in ("429", "500", "503", "drop"):
         return text, 0.0
-    if text.startswith("slow:"):
-        return "slow", float(text.split(":", 1)[1])
-    raise ValueError(f"unknown fault {text!r}: use 429, 500, 503, drop or slow:<seconds>")
+    kind, _, seconds = text.partition(":")
+    if kind in ("slow", "hang") and seconds:
+        return kind, float(seconds)
+    raise ValueError(f"unknown fault {text!r}: use 429, 500, 503, drop, slow:<seconds> or hang:<seconds>")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1502,6 +1524,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # headers and body are two writes: without this, Nagle + delayed ACK cost 40 ms a request
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -1578,7 +1602,8 @@ class SheetsStandin:
         self._server = _Server(("127.0.0.1", self.port), self)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sheets-standin", daemon=True)
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.05)
+        self._thread = threading.Thread(target=serve, name="sheets-standin", daemon=True)
         self._thread.start()
         return self
 
@@ -1677,7 +1702,12 @@ class SheetsStandin:
             self.requests.clear()
 
     def inject(self, at: int, fault: str, verb: str | None = None) -> None:
-        """Fail the at-th coming request (of that verb, or any non-token one) with a fault."""
+        """Fault the at-th coming request (of that verb, or any non-token one).
+
+        "429" (Google's quota body), "500", "503", "drop" (close unanswered) and "hang:<s>" (wait,
+        then drop) leave the state untouched. "slow:<s>" waits, then serves the request for real:
+        like Google, a write whose client gave up still lands.
+        """
         kind, seconds = parse_fault(fault)
         if at < 1:
             raise ValueError("at counts from 1")
@@ -1711,7 +1741,7 @@ class SheetsStandin:
                  "status": None, "spreadsheet_id": spreadsheet_id}
         fault = self._arrive(entry)
         self._run_hooks(verb)
-        if fault and fault.kind == "slow":
+        if fault and fault.kind in ("slow", "hang"):
             time.sleep(fault.seconds)
         status, body = self._fault_answer(fault) if fault and fault.kind != "slow" else self._answer(call, handler)
         self._finish(entry, status)
@@ -1745,7 +1775,7 @@ class SheetsStandin:
     @staticmethod
     def _fault_answer(fault: Fault) -> tuple[int | None, dict | None]:
         """The answer of a failed request; None means: close without answering."""
-        if fault.kind == "drop":
+        if fault.kind in ("drop", "hang"):
             return None, None
         if fault.kind == "429":
             return 429, copy.deepcopy(QUOTA_429_BODY)
@@ -1975,12 +2005,24 @@ def write_service_account_file(path: str | os.PathLike, url: str) -> Path:
     return path
 
 
-def gspread_client(url: str, base: type[gspread.HTTPClient] = gspread.HTTPClient) -> gspread.Client:
-    """A real gspread.Client, service-account authenticated, talking to the stand-in."""
+def standin_credentials(url: str):
+    """Service-account credentials whose token comes from the stand-in, with no call to Google.
+
+    google-auth >= 2.4x also looks up a 'regional access boundary' at iamcredentials.googleapis.com
+    in the background; pinning a no-op boundary (the hook gcloud uses) keeps tests off the network.
+    """
     from google.oauth2.service_account import Credentials
 
     creds = Credentials.from_service_account_info(service_account_info(url), scopes=gspread.auth.DEFAULT_SCOPES)
-    return gspread.Client(auth=creds, http_client=standin_http_client(url, base))
+    if hasattr(creds, "_set_regional_access_boundary"):
+        far = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=3650)
+        creds._set_regional_access_boundary({"encodedLocations": "0x0", "expiry": far})
+    return creds
+
+
+def gspread_client(url: str, base: type[gspread.HTTPClient] = gspread.HTTPClient) -> gspread.Client:
+    """A real gspread.Client, service-account authenticated, talking to the stand-in."""
+    return gspread.Client(auth=standin_credentials(url), http_client=standin_http_client(url, base))
 
 
 # --------------------------------------------------------------------------

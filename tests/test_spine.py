@@ -176,12 +176,12 @@ def test_missing_or_repeated_required_header_stops_before_writing(tmp_path, mapp
     tabs["予約"][0] = [h for h in BOOKING_HEADERS if h != "開始日時"]
     path = write_book(tmp_path / "t.xlsx", tabs)
     before = path.read_bytes()
-    with pytest.raises(InputError, match="予約.*開始日時"):
+    with pytest.raises(InputError, match=r"予約.*開始日時"):
         run(LocalWorkbook(path), mapping, NOW, record)
     assert path.read_bytes() == before
     tabs["予約"][0] = [*BOOKING_HEADERS, "予約ID"]
     write_book(path, tabs)
-    with pytest.raises(InputError, match="予約ID.*複数"):
+    with pytest.raises(InputError, match=r"予約ID.*複数"):
         check(LocalWorkbook(path).read(), mapping)
 
 

@@ -1,0 +1,54 @@
+"""prefect.yaml is checked strictly: a misspelt key is caught here, not silently dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from flows.deployments import check_prefect_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_prefect_yaml_is_clean():
+    assert check_prefect_yaml(ROOT / "prefect.yaml") == []
+
+
+def test_shipped_deployments_never_overlap_and_run_in_tokyo_time():
+    data = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    for d in data["deployments"]:
+        assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}, d["name"]
+        assert all(s["timezone"] == "Asia/Tokyo" for s in d["schedules"]), d["name"]
+        assert {"dry_run", "now"} <= set(d["parameters"]), d["name"]
+
+
+def _with(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    mutate(data)
+    for d in data["deployments"]:
+        d.get("work_pool", {}).pop("<<", None)
+    out = tmp_path / "prefect.yaml"
+    out.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    for folder in ("flows", "tasks", "mappings"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    return out
+
+
+def test_misspelt_deployment_key_is_caught(tmp_path):
+    def typo(data):
+        d = data["deployments"][0]
+        d["concurency_limit"] = d.pop("concurrency_limit")
+
+    problems = check_prefect_yaml(_with(tmp_path, typo))
+    assert any("concurency_limit" in p for p in problems), problems
+
+
+def test_misspelt_work_pool_key_and_bad_entrypoint_are_caught(tmp_path):
+    def typos(data):
+        data["deployments"][0]["work_pool"]["work_queue"] = "x"
+        data["deployments"][1]["entrypoint"] = "flows/reconcile.py:no_such_flow"
+
+    problems = check_prefect_yaml(_with(tmp_path, typos))
+    assert any("work_queue" in p for p in problems), problems
+    assert any("no_such_flow" in p for p in problems), problems
