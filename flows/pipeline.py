@@ -18,7 +18,7 @@ from tasks.frames import Frames, Problem
 from tasks.mapping import Mapping
 from tasks.plan import Plan
 from tasks.reconcile import reconcile
-from tasks.tell import Delivery, deliver, due, marks
+from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded
 from tasks.workbooks.port import ApplyReport, RunInfo, Workbook, apply_plan
 
 Step = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -57,8 +57,8 @@ def check_step(raw: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
     return check(raw, mapping)
 
 
-def reconcile_step(frames: Frames, now: pd.Timestamp, mapping: Mapping, baseline: bool) -> Plan:
-    return reconcile(frames, now, mapping, baseline=baseline)
+def reconcile_step(frames: Frames, now: pd.Timestamp, mapping: Mapping, baseline: bool, plan_with=None) -> Plan:
+    return (plan_with or reconcile)(frames, now, mapping, baseline=baseline)
 
 
 def write_step(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo) -> ApplyReport:
@@ -69,7 +69,9 @@ def tell_step(book: Workbook, frames: Frames, plan: Plan, mapping: Mapping, run:
     rows = due(frames, plan, run.now, mapping)
     if rows.empty:
         return []
-    deliveries = deliver(rows, send)
+    record, rows = attempt(rows, run.now)  # the attempt is on the sheet before anything is sent
+    rows = recorded(rows, apply_plan(book, record, mapping, run, structure=False).skipped, mapping)
+    deliveries = deliver(rows, bind(send, frames))
     apply_plan(book, marks(rows, deliveries, frames, run.now), mapping, run, structure=False)
     return deliveries
 
@@ -84,11 +86,13 @@ def run(
     baseline: bool = False,
     run_id: str | None = None,
     step: Step = in_process,
+    plan_with: Callable[..., Plan] | None = None,
 ) -> RunSummary:
+    """One run; `plan_with(frames, now, mapping, baseline=...)` replaces the reconcile (the merge flow)."""
     info = RunInfo(run_id or f"{now:%Y%m%d-%H%M}-{uuid.uuid4().hex[:6]}", now)
     raw = step(read_step)(book)
     frames = step(check_step)(raw, mapping)
-    plan = step(reconcile_step)(frames, now, mapping, baseline)
+    plan = step(reconcile_step)(frames, now, mapping, baseline, plan_with)
     summary = RunSummary(
         run_id=info.run_id, now=now, source=str(book), dry_run=dry_run,
         rows_read={t.spec.title: len(t.data) for t in frames.tables.values() if t.exists},

@@ -1,21 +1,107 @@
-"""The Prefect flow: the same composition as the command line, each step a tracked task."""
+"""The reconcile flow on Prefect: the same composition as the command line, each step a task.
+
+Scheduled runs that start late or outside business hours do nothing and say so; every run that
+works publishes a summary and a table of its changes as artifacts; a failed or crashed run tells
+運営 through the notification routing.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
 from flows.pipeline import RunSummary, run
+from flows.report import shown
+from flows.sources import open_book, sender
 from tasks.mapping import load_mapping
-from tasks.tell import console
-from tasks.workbooks.local import LocalWorkbook
+
+MAX_TABLE_ROWS = 200
 
 
 def as_task(fn):
     return task(fn, name=fn.__name__.removesuffix("_step"))
 
 
-@flow(name="reconcile", log_prints=True)
-def reconcile_flow(workbook: str, now: str | None = None, dry_run: bool = False, baseline: bool = False) -> RunSummary:
-    stamp = pd.Timestamp(now).tz_convert("Asia/Tokyo") if now else pd.Timestamp.now(tz="Asia/Tokyo").floor("s")
-    return run(LocalWorkbook(workbook), load_mapping(), stamp, console, dry_run=dry_run, baseline=baseline, step=as_task)
+def parse_clock(now: str | None) -> pd.Timestamp:
+    if now:
+        return pd.Timestamp(now).tz_convert("Asia/Tokyo")
+    return pd.Timestamp.now(tz="Asia/Tokyo").floor("s")
+
+
+def why_skip(clock: pd.Timestamp, business_hours: str | None, max_lateness_minutes: float | None,
+             scheduled: dt.datetime | None, wall: dt.datetime) -> str | None:
+    """A reason to do nothing, or None. Only scheduled runs carry these parameters."""
+    if max_lateness_minutes is not None and scheduled is not None:
+        late = (wall - scheduled).total_seconds() / 60
+        if late > max_lateness_minutes:
+            return f"late by {late:.0f} min (limit {max_lateness_minutes:g}): a newer run will do the work"
+    if business_hours:
+        start, end = business_hours.split("-")
+        if not start <= clock.strftime("%H:%M") < end:
+            return f"outside business hours {business_hours} (Asia/Tokyo)"
+    return None
+
+
+def publish(summary: RunSummary, source_link: str) -> None:
+    """A markdown summary and a capped table of the changes, linked to the sheet."""
+    r = summary.report
+    md = "\n".join([
+        f"# Reconcile {summary.run_id}",
+        f"- source: {source_link}",
+        f"- now: {summary.now:%Y-%m-%d %H:%M} JST{' (dry run)' if summary.dry_run else ''}",
+        f"- read: {', '.join(f'{k} {v}' for k, v in summary.rows_read.items())}",
+        f"- planned: {len(summary.plan.edits)} edits, {len(summary.plan.appends)} new rows, {len(summary.plan.deletes)} removals",
+        f"- written: {r.cells_written} cells, {r.rows_added} rows added, {r.rows_deleted} rows removed",
+        f"- skipped (changed by a person since the read): {len(r.skipped)}",
+        f"- input problems: {len(summary.problems)}",
+        f"- notifications: {summary.sent} sent, {summary.failed} failed",
+    ])
+    create_markdown_artifact(key="reconcile-summary", markdown=md, description="What this run read, wrote and sent")
+    rows = [
+        {"tab": tab, "key": key, "field": field, "old": shown(old), "new": shown(new), "reason": reason,
+         "sheet": source_link}
+        for tab, key, field, old, new, reason in r.changes[:MAX_TABLE_ROWS]
+    ]
+    if rows:
+        create_table_artifact(key="reconcile-changes", table=rows,
+                              description=f"First {len(rows)} of {len(r.changes)} changes")
+
+
+def tell_ops(flow_obj, run_obj, state) -> None:
+    """on_failure / on_crashed: 運営 hears about a run that did not finish."""
+    from tasks.mapping import load_mapping as _load
+
+    mapping = _load()
+    template = mapping.templates["run_failed"]
+    body = template.body.format(run=run_obj.name, error=str(state.message or state.name)[:300])
+    sender()(mapping.alerts.ops_role, template.title, f"{flow_obj.name}: {body}", f"run-failed:{run_obj.id}")
+
+
+@flow(name="reconcile", log_prints=True, on_failure=[tell_ops], on_crashed=[tell_ops])
+def reconcile_flow(
+    workbook: str | None = None,
+    spreadsheet: str | None = None,
+    dry_run: bool = False,
+    now: str | None = None,
+    baseline: bool = False,
+    business_hours: str | None = None,
+    max_lateness_minutes: float | None = None,
+) -> RunSummary | None:
+    logger = get_run_logger()
+    clock = parse_clock(now)
+    reason = why_skip(clock, business_hours, max_lateness_minutes, flow_run.scheduled_start_time,
+                      dt.datetime.now(dt.UTC))
+    if reason:
+        logger.info("Nothing done: %s", reason)
+        create_markdown_artifact(key="reconcile-summary", markdown=f"# Skipped\n{reason}")
+        return None
+    book, link = open_book(workbook or None, spreadsheet or None)
+    summary = run(book, load_mapping(), clock, sender(), dry_run=dry_run, baseline=baseline, step=as_task)
+    publish(summary, link)
+    logger.info("written %s cells, skipped %s, sent %s", summary.report.cells_written,
+                len(summary.report.skipped), summary.sent)
+    return summary

@@ -58,10 +58,10 @@ EXCEL_EPOCH = datetime(1899, 12, 30)
 # Rates: the share of eligible rows that get each kind (at least one row per kind while rows remain).
 NAME_NOISE = {"trailing_space": 0.02, "ideographic_space": 0.02, "merged_name": 0.01}
 KANA_NOISE = {"hiragana": 0.04, "halfwidth": 0.03, "blank": 0.01}
-PHONE_NOISE = {"fullwidth": 0.03, "number": 0.02, "bad": 0.01}
+PHONE_NOISE = {"fullwidth": 0.03, "number": 0.02, "plus81": 0.03, "bad": 0.01}
 EMAIL_NOISE = {"upper": 0.03, "fullwidth": 0.02, "space": 0.01}
-START_FORMATS = {"slash": 0.06, "dash": 0.03, "serial": 0.02, "kanji": 0.02, "fullwidth": 0.015, "nopad": 0.015,
-                 "no_year": 0.002, "impossible": 0.002, "word": 0.002}
+START_FORMATS = {"slash": 0.06, "dash": 0.03, "serial": 0.02, "kanji": 0.02, "fullwidth": 0.015, "nopad": 0.015}
+BAD_STARTS = {"no_year": 0.002, "impossible": 0.002, "word": 0.002}
 DATE_FORMATS = {"slash": 0.05, "dash": 0.03, "serial": 0.02, "kanji": 0.02, "fullwidth": 0.015}
 BAD_DATES = {"no_year": 0.005, "impossible": 0.005, "word": 0.005}
 DUPLICATE_RATE = 0.02  # second registrations of the same person
@@ -76,7 +76,8 @@ SOURCES = (("Instagram広告", 22), ("LINE広告", 18), ("セミナー", 20), ("
            ("ホームページ", 8), ("Google検索", 6), (None, 8))
 OTHER_TAGS = ("VIP", "【属性】経営者", "【属性】会社員", "要フォロー", "【流入】紹介", "資料請求済")
 MANAGED_TAGS = ("【セミナー】個別相談予約完了", "【個別相談】実施済", "【結果】保留")
-TAG_SEPARATORS = ((",", 45), ("、", 30), ("\n", 15), (", ", 10))
+TAG_SEPARATORS = {"、": 0.30, "\n": 0.15, ", ": 0.10}  # of customers with two tags or more; the rest ","
+MANAGED_TAG_RATE = 0.05  # staff typed a managed tag themselves (maybe a stale one)
 CAUTION_MEMOS = ("言った言わないになりやすい。録音推奨", "前回強い口調のクレームあり", "返信が極端に遅い",
                  "日程変更が多い", "家族の反対あり、慎重に")
 BLACKLIST_MEMOS = ("無断キャンセル3回", "決済トラブル（返金要求）", "担当者への暴言あり", "他社の同業者の可能性")
@@ -122,7 +123,7 @@ def _one(rng: Random, seq: Any) -> Any:
     return seq[int(rng.random() * len(seq))]
 
 
-PICK_SOURCE, PICK_SEPARATOR, PICK_PLAN = _Pick(SOURCES), _Pick(TAG_SEPARATORS), _Pick(PLANS)
+PICK_SOURCE, PICK_PLAN = _Pick(SOURCES), _Pick(PLANS)
 PICK_PAST, PICK_FUTURE, PICK_OUTCOME = _Pick(PAST_STATUSES), _Pick(FUTURE_STATUSES), _Pick(OUTCOMES)
 PICK_CANCEL_KIND, PICK_COUNT, PICK_TICK = _Pick(CANCEL_KINDS), _Pick(BOOKINGS_PER_CUSTOMER), _Pick(TICKS)
 
@@ -248,6 +249,7 @@ class _Booking:
     plan: str | None = None
     thanks: Any = None
     cancel_kind: str | None = None
+    readable: bool = False  # an injected overlap: its start must stay parseable, or the overlap is hidden
 
 
 class _Diary:
@@ -273,7 +275,8 @@ class _Diary:
 
 def _local(now: datetime) -> datetime:
     """The run's clock as a naive Tokyo time, which is what a sheet cell holds."""
-    return now.astimezone(TOKYO).replace(tzinfo=None) if now.tzinfo else now
+    local = now.astimezone(TOKYO) if now.tzinfo else now
+    return datetime(*local.timetuple()[:6])  # also turns a pandas Timestamp into a plain datetime
 
 
 def _assign(rng: Random, eligible: list[int], rates: dict[str, float]) -> dict[int, str]:
@@ -315,7 +318,7 @@ def generate_frames(customers: int = 300, *, seed: int = 7, now: datetime) -> di
 
 @contextmanager
 def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC: a million acyclic objects make its passes cost ~40% of a 100k run."""
+    """Pause the cyclic GC: millions of acyclic objects make its passes cost ~40% of a 100k run."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -411,8 +414,7 @@ def _customers(rng: Random, n: int, sales: list[str], now: datetime) -> list[_Cu
                            salesperson=_one(rng, sales) if rng.random() < 0.97 else None)
         roll = rng.random()
         _set_mode(rng, person, "line" if roll < 0.80 else "phone" if roll < 0.88 else "form")
-        person.phone_style = "hyphen" if (r := rng.random()) < 0.75 else "digits" if r < 0.90 else (
-            "plus81" if r < 0.95 else "paren")
+        person.phone_style = "hyphen" if (r := rng.random()) < 0.78 else "digits" if r < 0.94 else "paren"
         person.source = PICK_SOURCE(rng)
         if person.source == "セミナー" or rng.random() < 0.15:
             person.seminar = registered - timedelta(days=rng.randrange(0, 30))
@@ -420,6 +422,9 @@ def _customers(rng: Random, n: int, sales: list[str], now: datetime) -> list[_Cu
         people.append(person)
     _duplicates(rng, people)
     indices = list(range(n))
+    managed = _assign(rng, [i for i, p in enumerate(people) if p.tags], {"managed": MANAGED_TAG_RATE * 2})
+    for k, index in enumerate(managed):
+        people[index].tags.append(MANAGED_TAGS[k % len(MANAGED_TAGS)])
     for index, _ in _assign(rng, indices, {"caution": CAUTION_RATE}).items():
         people[index].caution = rng.choice(CAUTION_MEMOS)
     blacklisted = sorted(_assign(rng, indices, {"blacklist": BLACKLIST_RATE}))
@@ -442,8 +447,6 @@ def _tags(rng: Random, person: _Customer) -> list[str]:
         tags.append("【流入】セミナー")
     if rng.random() < 0.15:
         tags.append(rng.choice(OTHER_TAGS))
-    if rng.random() < 0.08:
-        tags.append(rng.choice(MANAGED_TAGS))
     return tags
 
 
@@ -464,7 +467,7 @@ def _duplicates(rng: Random, people: list[_Customer]) -> None:
             continue
         taken.add(i)
         first, second = people[i], people[j]
-        kind = ("exact", "variant", "kana_typo")[k % 3]
+        kind = ("variant", "exact", "kana_typo")[k % 3]
         if kind == "variant" and not any(ch in VARIANT_KANJI for ch in first.family[0] + first.given[0]):
             first.family = rng.choice(_variant_surnames())
         second.family, second.given = first.family, first.given
@@ -507,9 +510,16 @@ def _bookings(rng: Random, people: list[_Customer], sales: list[str], rooms: dic
     diary = _Diary()
     out: list[_Booking] = []
 
-    def when(person: str, day: int) -> datetime | None:
-        slot = diary.book(rng, person, day)
-        return None if slot is None else today + timedelta(days=day, hours=10, minutes=30 * slot)
+    def when(person: str, day: int, other_days: list[int]) -> datetime | None:
+        """A free start on that day, else on another of the allowed days (a full day moves the booking)."""
+        for attempt in range(6):
+            slot = diary.book(rng, person, day)
+            if slot is not None:
+                return today + timedelta(days=day, hours=10, minutes=30 * slot)
+            if attempt == 0 and not other_days:
+                return None
+            day = _one(rng, other_days)
+        return None
 
     def fill(b: _Booking) -> _Booking:
         """Staff-typed columns that follow from the status."""
@@ -552,7 +562,7 @@ def _bookings(rng: Random, people: list[_Customer], sales: list[str], rooms: dic
             else:
                 menu = "個別相談"
                 who = person.salesperson if person.salesperson and rng.random() < 0.9 else _one(rng, sales)
-            start = when(who, day)
+            start = when(who, day, days)
             if start is None:
                 continue
             last = n_day == len(chosen) - 1
@@ -570,7 +580,7 @@ def _bookings(rng: Random, people: list[_Customer], sales: list[str], rooms: dic
                 held_with = who
         if person.holds_booking and not any(b.status in ACTIVE and b.start >= now for b in mine):
             future = [d for d in days if d > 0]
-            start = when(person.salesperson or sales[0], rng.choice(future)) if future else None
+            start = when(person.salesperson or sales[0], rng.choice(future), future) if future else None
             if start is not None:
                 mine.append(fill(_Booking(person.cid, person.salesperson or sales[0], "個別相談", start,
                                           "予約中来店前", created(start))))
@@ -593,12 +603,13 @@ def _injected(rng: Random, bookings: list[_Booking], people: list[_Customer], sa
             customer = rng.choice(clean)
             if customer.cid == other.cid:
                 customer = rng.choice(clean)
+            other.readable = True
             extra.append(fill(_Booking(customer.cid, other.salesperson, "個別相談", start,
-                                       rng.choice(("予約中来店前", "仮予約中")), created(start))))
+                                       rng.choice(("予約中来店前", "仮予約中")), created(start), readable=True)))
     future = [d for d in workdays if d > 0]
-    for _ in range(max(1, round(ORPHAN_RATE * len(bookings))) if future else 0):
+    for _ in range(max(1, round(ORPHAN_RATE * len(bookings))) if future and bookings else 0):
         who = rng.choice(sales)
-        start = when(who, rng.choice(future))
+        start = when(who, rng.choice(future), future)
         if start is not None:
             missing = f"C{len(people) + rng.randrange(1, 100):06d}"
             extra.append(fill(_Booking(missing, who, "個別相談", start, "予約中来店前", created(start))))
@@ -646,11 +657,10 @@ def _render_phone(digits: str, style: str, kind: str | None, rng: Random) -> Any
         return int(digits)  # a number cell: the leading 0 is gone
     if kind == "bad":
         return rng.choice((f"{a}-{b}-{c[:-1]}", f"{b}-{c}", f"{a}-{b}{c}-{rng.randrange(10)}", "不明"))
-    text = {"hyphen": f"{a}-{b}-{c}", "digits": digits, "plus81": f"+81 {a[1:]}-{b}-{c}",
-            "paren": f"{a}({b}){c}"}[style]
-    if kind == "fullwidth":
-        return _fullwidth(text if style != "plus81" else digits)
-    return text
+    if kind == "plus81":
+        return f"+81 {a[1:]}-{b}-{c}"
+    text = {"hyphen": f"{a}-{b}-{c}", "digits": digits, "paren": f"{a}({b}){c}"}[style]
+    return _fullwidth(text) if kind == "fullwidth" else text
 
 
 def _render_email(email: str, kind: str | None, rng: Random) -> str:
@@ -672,6 +682,7 @@ def _customer_rows(rng: Random, people: list[_Customer]) -> list[list]:
     registered = _assign(rng, everyone, DATE_FORMATS)
     with_seminar = [i for i, p in enumerate(people) if p.seminar]
     seminar = _assign(rng, with_seminar, DATE_FORMATS | BAD_DATES)
+    separators = _assign(rng, [i for i, p in enumerate(people) if len(p.tags) > 1], TAG_SEPARATORS)
     odd_line_names = _assign(rng, [i for i, p in enumerate(people) if p.line_name], {"odd": 0.01})
     rows: list[list] = []
     for i, p in enumerate(people):
@@ -695,7 +706,7 @@ def _customer_rows(rng: Random, people: list[_Customer]) -> list[list]:
         phone = _render_phone(p.phone, p.phone_style, phones.get(i), rng) if p.phone else None
         email = _render_email(p.email, emails.get(i), rng) if p.email else None
         seminar_cell = _render_time(p.seminar, seminar.get(i), rng) if p.seminar else None
-        tags = PICK_SEPARATOR(rng).join(p.tags) if p.tags else None
+        tags = separators.get(i, ",").join(p.tags) if p.tags else None
         rows.append([p.cid, family, given, sei, mei, line_name, p.line_id, phone, email, p.source, seminar_cell,
                      p.salesperson, p.caution, p.blacklist, p.memo,
                      _render_time(p.registered, registered.get(i), rng), tags])
@@ -707,7 +718,8 @@ def _booking_rows(rng: Random, bookings: list[_Booking]) -> list[list]:
     if len(ids) > 1:  # a row copied from the one above, its 予約ID left unchanged
         for j in rng.sample(range(1, len(ids)), min(len(ids) - 1, max(1, round(DUPLICATE_ID_RATE * len(ids))))):
             ids[j] = ids[j - 1]
-    starts = _assign(rng, list(range(len(bookings))), START_FORMATS)
+    bad = _assign(rng, [i for i, b in enumerate(bookings) if not b.readable], BAD_STARTS)
+    starts = _assign(rng, [i for i in range(len(bookings)) if i not in bad], START_FORMATS) | bad
     return [[ids[i], b.cid, b.salesperson, b.menu, _render_time(b.start, starts.get(i), rng), b.status, b.action,
              b.zoom, b.outcome, b.plan, b.thanks, b.cancel_kind] for i, b in enumerate(bookings)]
 
@@ -741,12 +753,10 @@ def write_workbook(path: str | Path, tabs: dict[str, list[list]], *, engine: str
     customers on a 2-core machine, with or without lxml). Both reopen identically with openpyxl.
     """
     path = Path(path)
-    if engine == "openpyxl":
-        _write_openpyxl(path, tabs)
-    elif engine == "fast":
-        _write_fast(path, tabs)
-    else:
+    if engine not in ("fast", "openpyxl"):
         raise ValueError(f"unknown engine: {engine}")
+    with _no_gc():  # the tabs' millions of cells would be walked by every full GC pass
+        (_write_fast if engine == "fast" else _write_openpyxl)(path, tabs)
     return path
 
 
@@ -840,7 +850,7 @@ def _write_fast(path: Path, tabs: dict[str, list[list]]) -> None:
             'Target="styles.xml"/></Relationships>'))
         zf.writestr("xl/styles.xml", _STYLES)
         for i, title in enumerate(titles, 1):
-            with zf.open(f"xl/worksheets/sheet{i}.xml", "w", force_zip64=True) as raw:
+            with zf.open(f"xl/worksheets/sheet{i}.xml", "w") as raw:
                 _write_sheet(raw, tabs[title])
 
 

@@ -95,6 +95,10 @@ class Step(Strict):
             raise ValueError("a step needs exactly one of hours_before, days_before (+ at_time), at")
         if (self.at_time is None) != (self.days_before is None):
             raise ValueError("days_before and at_time go together")
+        if self.at_time is not None:
+            hh, _, mm = self.at_time.partition(":")
+            if not (hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) < 24 and int(mm) < 60):
+                raise ValueError(f"at_time {self.at_time!r} is not HH:MM")
         return self
 
 
@@ -109,11 +113,32 @@ class Reminders(Strict):
     series: tuple[Series, ...]
     chase_hours_before_due: float = 1
 
+    @model_validator(mode="after")
+    def _names(self) -> Reminders:
+        names = [s.name for s in self.series]
+        if len(set(names)) != len(names):
+            raise ValueError("series names must be unique")
+        if self.protected_series not in names:
+            raise ValueError(f"protected_series {self.protected_series!r} is not one of the series")
+        for s in self.series:
+            steps = [st.name for st in s.steps]
+            if len(set(steps)) != len(steps):
+                raise ValueError(f"series {s.name!r}: step names must be unique")
+            if any(":" in n for n in [s.name, *steps]):
+                raise ValueError(f"series {s.name!r}: ':' separates a リマインドID's parts, not allowed in names")
+        return self
+
 
 class TagRule(Strict):
     tag: str
     when: Literal["has_active_booking", "has_held_booking", "latest_held_outcome"]
     outcome: str | None = None
+
+    @model_validator(mode="after")
+    def _outcome_with_latest(self) -> TagRule:
+        if (self.when == "latest_held_outcome") != (self.outcome is not None):
+            raise ValueError("outcome goes with (and only with) when: latest_held_outcome")
+        return self
 
 
 class RichMenu(Strict):
@@ -121,18 +146,88 @@ class RichMenu(Strict):
     after: str
 
 
+class TagExport(Strict):
+    """The bulk-tag CSV's column names (the LINE tool's import layout is not public)."""
+
+    key_column: str = "ユーザーID"  # the customer's LINE user id
+    name_column: str | None = None  # optional: the customer's name, for the person checking the file
+    tag_columns: dict[str, str] = Field(default_factory=dict)  # tag -> header (default: the tag itself)
+
+
+class LStepApi(Strict):
+    """The optional REST client; the token comes from the environment (LSTEP_API_TOKEN), never a mapping."""
+
+    base_url: str = "https://api.lineml.jp/v2/api"
+    requests_per_second: float = Field(default=10, gt=0)
+    tag_ids: dict[str, int | str] = Field(default_factory=dict)  # tag -> the tool's tag id (else GET /tags)
+
+
 class Tags(Strict):
     managed: tuple[TagRule, ...]
     separators: tuple[str, ...]
+    separator: str = "、"  # appended between tags in a cell where staff used no separator yet
     rich_menu: RichMenu
-    cancel_messages: dict[str, str]
+    cancel_messages: dict[str, str]  # キャンセル区分 -> template key (mappings/templates.yaml)
+    cancel_default: str = "キャンセルのみ"  # what a blank キャンセル区分 (or a deleted row) counts as
     rebooking_calendar_url: str
-    export_columns: dict[str, str]
+    export: TagExport = Field(default_factory=TagExport)
+    api: LStepApi = Field(default_factory=LStepApi)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tags:
+        names = [r.tag for r in self.managed]
+        if len(set(names)) != len(names):
+            raise ValueError("managed: a tag is listed twice")
+        if not self.separators or "" in self.separators:
+            raise ValueError("separators: give at least one, none empty")
+        if self.separator not in self.separators:
+            raise ValueError(f"separator {self.separator!r} is not one of separators")
+        clash = [n for n in names if any(s in n for s in self.separators)]
+        if clash:
+            raise ValueError(f"managed: tag names contain a separator: {clash}")
+        if self.cancel_default not in self.cancel_messages:
+            raise ValueError(f"cancel_default {self.cancel_default!r} is not a key of cancel_messages")
+        unknown = set(self.export.tag_columns) - set(names)
+        if unknown:
+            raise ValueError(f"export.tag_columns: not managed tags: {sorted(unknown)}")
+        return self
+
+
+class PaymentLinkStates(Strict):
+    """The words of 決済リンク依頼.状態 (staff may type 不要; the pipeline writes the others)."""
+
+    requested: str = "依頼中"
+    created: str = "作成済"
+    sent: str = "送付済"
+    cancelled: str = "取消"
+    not_needed: str = "不要"
 
 
 class PaymentLinks(Strict):
     maker_role: str
     overdue_hours: float = 24
+    won_outcome: str = "成約"  # 結果 that calls for a payment link
+    states: PaymentLinkStates = Field(default_factory=PaymentLinkStates)
+
+    @model_validator(mode="after")
+    def _distinct_states(self) -> PaymentLinks:
+        words = list(self.states.model_dump().values())
+        if len(set(words)) != len(words):
+            raise ValueError("states: every state needs its own word")
+        return self
+
+
+class Digest(Strict):
+    """`salesops digest`: each person's open items in one end-of-day message."""
+
+    roles: tuple[str, ...] = ("営業", "決済リンク作成")  # who gets one (active staff with these roles)
+    max_items: int = Field(default=30, gt=0)  # listed per message; the rest is counted
+
+
+class Duplicates(Strict):
+    """重複候補: a key (a shared office phone) that more customers hold than this is reported, not paired."""
+
+    max_group: int = Field(default=20, ge=2)
 
 
 class Alerts(Strict):
@@ -147,6 +242,11 @@ class Alerts(Strict):
     no_rebooking: str
     thanks_line_hours: float = 24
     ops_role: str = "運営"
+    first_meeting_menu: str = "個別相談"  # alert 6 compares a 2回目面談 with the customer's held first meeting
+    second_meeting_menu: str = "2回目面談"
+    run_actions_done: str = "実行する"  # alert 1 holds until アクション実行 says this
+    thanks_outcomes: tuple[str, ...] = ("成約", "保留")  # alert 8: the outcomes that need a thanks LINE
+    rebooking_cancel_kind: str = "日程変更希望"  # alert 9: the キャンセル区分 that expects a rebooking
 
 
 class QuietHours(Strict):
@@ -172,6 +272,8 @@ class Mapping(Strict):
     reminders: Reminders
     tags: Tags
     payment_links: PaymentLinks
+    digest: Digest = Field(default_factory=Digest)
+    duplicates: Duplicates = Field(default_factory=Duplicates)
     alerts: Alerts
     templates: dict[str, Template]
 

@@ -260,7 +260,7 @@ def _phone(value: object, vocab: tuple[str, ...], truths: tuple[str, ...]) -> Re
 
 
 _PHONE_PUNCT = re.compile(r"[\s\-().]")
-_PHONE_SIMPLE = re.compile(r"(?:\+81|0(?!10))?([1-9]\d{8,9})")  # 010 dials abroad
+_PHONE_SIMPLE = re.compile(r"(?:\+81|0(?!10))?([1-9][0-9]{8,9})")  # 010 dials abroad
 
 
 @lru_cache(maxsize=1 << 16)
@@ -628,10 +628,39 @@ def _objects(items: list[object]) -> np.ndarray:
 
 
 def _datetime_uniques(uniques: list[object]) -> tuple[pd.DatetimeIndex, list[str | None]]:
-    """The same parse as normalize_value, but Timestamps built in one vectorized step."""
-    moments = [_moment_or_blank(u) for u in uniques]
-    index = pd.DatetimeIndex([m[0] for m in moments]).as_unit("ns").tz_localize(TZ)
-    return index, [m[1] for m in moments]
+    """normalize_value's datetime parse, with the plain ASCII shapes parsed in one pd.to_datetime call.
+
+    Only strings that the scalar parser reads the same way are given to pandas (see _PLAIN_DATETIME);
+    anything pandas rejects (2026/02/30) or out of range goes through the scalar parser for its problem.
+    """
+    plain = pd.to_datetime(
+        pd.Series([_plain_datetime(u) for u in uniques], dtype=object),
+        format="%Y/%m/%d %H:%M:%S", errors="coerce",
+    )
+    done = plain.notna() & plain.dt.year.between(_FIRST_YEAR, _LAST_YEAR)
+    naive = plain.where(done).dt.as_unit("ns").to_numpy(copy=True)
+    problems: list[str | None] = [None] * len(uniques)
+    rest = np.flatnonzero(~done.to_numpy())
+    moments = [_moment_or_blank(uniques[i]) for i in rest]
+    if len(rest):
+        naive[rest] = pd.DatetimeIndex([m[0] for m in moments]).as_unit("ns").to_numpy()
+    for i, (_, problem) in zip(rest, moments, strict=True):
+        problems[i] = problem
+    return pd.DatetimeIndex(naive).tz_localize(TZ), problems
+
+
+_PLAIN_DATETIME = re.compile(
+    r"((?:19|20)[0-9]{2}|2100)[/-]([0-9]{1,2})[/-]([0-9]{1,2})[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?"
+)
+
+
+def _plain_datetime(value: object) -> str | None:
+    """`2026/11/20 10:00`, `2026-11-20T10:00:00` ... as one pandas format; None for every other cell."""
+    match = _PLAIN_DATETIME.fullmatch(value) if type(value) is str else None
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = match.groups()
+    return f"{year}/{month}/{day} {hour}:{minute}:{second or '00'}"
 
 
 def _moment_or_blank(value: object) -> Moment:

@@ -10,9 +10,16 @@ from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.outbox import SENT
 from tasks.plan import Plan, combine
+from tasks.rules.alerts import booking_alerts, remembered_start_and_salesperson
 from tasks.rules.bookings import end_times
+from tasks.rules.duplicates import duplicate_candidates
 from tasks.rules.errors import error_rows
 from tasks.rules.metrics import customer_metrics
+from tasks.rules.payment_links import payment_links
+from tasks.rules.queue import operations_queue
+from tasks.rules.reminders import reminders
+from tasks.rules.tags import customer_tags
+from tasks.tell import failed_notices
 
 Rule = Callable[[Frames, pd.Timestamp, Mapping], Plan]
 
@@ -20,6 +27,14 @@ Rule = Callable[[Frames, pd.Timestamp, Mapping], Plan]
 RULES: tuple[Rule, ...] = (
     end_times,
     customer_metrics,
+    duplicate_candidates,
+    customer_tags,
+    operations_queue,
+    reminders,
+    booking_alerts,
+    remembered_start_and_salesperson,
+    payment_links,
+    failed_notices,  # a notice out of tries is told to 運営 (tasks/tell.py)
 )
 
 BASELINE_REASON = "導入時"

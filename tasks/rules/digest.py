@@ -1,0 +1,119 @@
+"""The end-of-day digest: each person's open items in one message (`salesops digest`).
+
+Pure: open items per person → one outbox notice each, 通知ID `digest:<名前>:<date>` (once a day).
+Who gets one: active staff whose 役割 is in `digest.roles` and who have at least one item.
+- a salesperson: their bookings' アラート, their L-Step操作 not yet 対応済, and their payment-link
+  requests still open (作成済: send the link and tick 送付済; 依頼中: waiting for the link maker);
+- a link maker: the requests 依頼中 addressed to them.
+Each item says what and where (tab and cell). Like every notice, only the person's own
+customers, masked. Urgent-first ordering is the outbox's; here alerts come first, then operations
+by 期限, then requests.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tasks.frames import Frames, Table
+from tasks.mapping import Mapping
+from tasks.outbox import notice
+from tasks.plan import Plan
+
+DIGEST = "digest"
+ITEM_COLUMNS = ["person", "order", "sort", "text"]
+
+
+def digest_plan(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
+    """`flows.pipeline.run(plan_with=...)`: the digest run plans its notices and nothing else."""
+    del baseline  # a digest is never part of an adoption run
+    return digest(frames, now, mapping).sorted()
+
+
+def digest(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
+    staff = frames["staff"].data
+    people = staff.index[staff["role"].isin(mapping.digest.roles) & staff["active"].astype(bool)]
+    items = open_items(frames, mapping)
+    items = items[items["person"].isin(people)].sort_values(["person", "order", "sort"], kind="stable")
+    limit = mapping.digest.max_items
+    appends = []
+    for person, group in items.groupby("person", sort=True):
+        lines = list(group["text"][:limit])
+        if len(group) > limit:
+            lines.append(f"…ほか{len(group) - limit}件（シートで確認してください）")
+        a = notice(frames, mapping, f"{DIGEST}:{person}:{now:%Y-%m-%d}", str(person), DIGEST, now,
+                   salesperson=person, count=len(group), date=f"{now:%m/%d %H:%M}", items="\n".join(lines))
+        if a is not None:
+            appends.append(a)
+    return Plan(appends=tuple(appends))
+
+
+def open_items(frames: Frames, mapping: Mapping) -> pd.DataFrame:
+    """One row per open item: whose it is, its order, and its line of text."""
+    parts = [_alerts(frames), _operations(frames), *_requests(frames, mapping)]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ITEM_COLUMNS)
+
+
+def _alerts(frames: Frames) -> pd.DataFrame:
+    table = frames["bookings"]
+    b = table.data
+    open_ = b[b["alerts"].notna() & b["alerts"].astype(str).str.strip().ne("") & b["salesperson"].notna()]
+    names = _names(frames, open_["customer_id"])
+    text = ("・予約 " + open_.index.to_series() + "（" + names + " 様, " + _when(open_["start"]) + "）: "
+            + open_["alerts"].astype(str) + " —『予約』" + _cells(table, open_.index, "alerts"))
+    return _items(open_["salesperson"], 0, _when(open_["start"]), text)
+
+
+def _operations(frames: Frames) -> pd.DataFrame:
+    table = frames["operations"]
+    o = table.data
+    open_ = o[~o["done"].astype(bool) & table.usable("done") & o["salesperson"].notna()]
+    text = ("・L-Step操作 " + open_["action"].fillna("") + "『" + open_["content"].fillna("").astype(str) + "』（"
+            + open_["customer_name"].fillna("").astype(str) + " 様）期限 " + _when(open_["due"]).replace("", "なし")
+            + " —『L-Step操作』" + _cells(table, open_.index, "done") + " 対応後に対応済へチェック")
+    return _items(open_["salesperson"], 1, _when(open_["due"]), text)
+
+
+def _requests(frames: Frames, mapping: Mapping) -> list[pd.DataFrame]:
+    st = mapping.payment_links.states
+    table = frames["payment_links"]
+    r = table.data
+    rid = r.index.to_series()
+    name = r["customer_name"].fillna("").astype(str)
+    made = r[r["state"].eq(st.created) & r["salesperson"].notna()]
+    waiting = r[r["state"].eq(st.requested)]
+    to_send = ("・決済リンク送付 " + rid[made.index] + "（" + name[made.index] + " 様）— お客様に送付し『決済リンク依頼』"
+               + _cells(table, made.index, "sent") + " の送付済にチェック")
+    pending = waiting[waiting["salesperson"].notna()]
+    not_yet = ("・決済リンク作成待ち " + rid[pending.index] + "（" + name[pending.index] + " 様、作成担当 "
+               + pending["maker"].fillna("未設定").astype(str) + "）")
+    mine = waiting[waiting["maker"].notna()]
+    to_make = ("・決済リンク作成 " + rid[mine.index] + "（" + name[mine.index] + " 様、営業担当 "
+               + mine["salesperson"].fillna("未設定").astype(str) + "）—『決済リンク依頼』"
+               + _cells(table, mine.index, "link") + " にURLを入力")
+    return [
+        _items(made["salesperson"], 2, _when(made["requested_at"]), to_send),
+        _items(pending["salesperson"], 3, _when(pending["requested_at"]), not_yet),
+        _items(mine["maker"], 2, _when(mine["requested_at"]), to_make),
+    ]
+
+
+def _items(person: pd.Series, order: int, sort: pd.Series, text: pd.Series) -> pd.DataFrame:
+    sort = sort.replace("", "~")  # undated items after dated ones
+    return pd.DataFrame({"person": person.astype(str), "order": order, "sort": sort, "text": text},
+                        index=person.index).reset_index(drop=True)[ITEM_COLUMNS]
+
+
+def _names(frames: Frames, customer_ids: pd.Series) -> pd.Series:
+    c = frames["customers"].data
+    full = (c["family_name"].fillna("") + " " + c["given_name"].fillna("")).str.strip()
+    return customer_ids.map(full).fillna("")
+
+
+def _when(ts: pd.Series) -> pd.Series:
+    out = pd.to_datetime(ts).dt.tz_convert("Asia/Tokyo").dt.strftime("%m/%d %H:%M") if len(ts) else ts.astype(str)
+    return out.fillna("").astype(str)
+
+
+def _cells(table: Table, keys: pd.Index, field: str) -> pd.Series:
+    return pd.Series([table.a1(k, field) for k in keys], index=keys, dtype=object)

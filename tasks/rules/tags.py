@@ -1,0 +1,367 @@
+"""Managed tags in 顧客 タグ, the リッチメニュー, and the follow-up message after a cancel.
+
+What the LINE tool should show for a customer follows from their bookings (CONTRACT.md, "Managed
+tags and rich menu"); every change the pipeline makes to it becomes one L-Step操作 row for staff.
+
+タグ is shared with staff: only the managed tags of the mapping are ever added or removed. The
+cell is edited as text, never rebuilt: every other tag keeps its spelling, its order and the
+separators around it. A removed tag takes one adjacent separator with it (the one before it, or
+after it when it came first); added tags go at the end, joined by the separator the cell uses
+most (ties: the one that comes first in the cell), or `tags.separator` when it has none.
+Full-width and small forms of a separator (，、﹑､) are the same separator; spaces around one
+belong to it. Tags are compared after NFKC, so ＶＩＰ and VIP are one tag.
+
+A decision that needs a booking the sheet cannot read (an unreadable ステータス, 開始日時 or 結果)
+waits: that tag or that menu keeps what the cell has until the booking is fixed.
+
+Operation ids: `<操作>:<お客様番号>:<内容>:<now yyyymmddHHMM>` for a tag or menu change (the same
+tag may come and go again months later; `-2`, `-3`… if that minute is taken), and
+`メッセージ送信:<予約ID>:<template>` for a cancel (once per booking). No new row is listed while an
+open (not 対応済) row for the same tag, or a menu switch, of that customer is there: one in the
+same direction already asks for it, one in the other direction means the LINE tool never changed
+and `tasks.rules.queue` closes it as pointless. The cell edit and its operation form one group,
+so neither lands without the other.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import replace
+from functools import lru_cache
+
+import pandas as pd
+
+from tasks.frames import Frames
+from tasks.mapping import Mapping, MappingError, TagRule
+from tasks.normalize import normalize_value, to_text
+from tasks.plan import Append, Plan
+from tasks.rules.bookings import booking_facts
+from tasks.rules.common import new_row, none_if_na, set_field
+from tasks.rules.operations import ACTIONS
+
+ADD, REMOVE, MENU, MESSAGE = "タグ追加", "タグ削除", "リッチメニュー切替", "メッセージ送信"
+TAG_REASON = "管理タグ（予約から）"
+MENU_REASON = "リッチメニュー（予約から）"
+MENU_COLUMN = "menu"
+
+_WHY = {  # (rule kind, wanted) -> why, on the operation row
+    ("has_active_booking", True): "有効な予約があります",
+    ("has_active_booking", False): "有効な予約がなくなりました",
+    ("has_held_booking", True): "来店済みの予約があります",
+    ("has_held_booking", False): "来店済みの予約がなくなりました",
+    ("latest_held_outcome", True): "最新の来店済み予約の結果が{outcome}です",
+    ("latest_held_outcome", False): "最新の来店済み予約の結果が{outcome}ではなくなりました",
+}
+
+
+# --------------------------------------------------------------------------- the タグ cell as text
+
+
+def tag_key(text: str) -> str:
+    """A tag as compared: NFKC, invisible characters and outer spaces removed."""
+    value = normalize_value("text", text)[0]
+    return value if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=16)
+def _separator_pattern(separators: tuple[str, ...]) -> re.Pattern[str]:
+    forms = set(separators)
+    for sep in separators:
+        forms |= _variants(sep)
+    alternatives = "|".join(re.escape(f) for f in sorted(forms, key=lambda f: (-len(f), f)))
+    return re.compile(rf"([^\S\n]*(?:{alternatives})[^\S\n]*)")
+
+
+@lru_cache(maxsize=64)
+def _variants(sep: str) -> frozenset[str]:
+    """Characters NFKC turns into this separator: ，﹐ for ',', ､﹑ for '、'."""
+    if len(sep) != 1:
+        return frozenset()
+    return frozenset(chr(c) for c in range(0x80, 0x10000)
+                     if not 0xD800 <= c <= 0xDFFF and unicodedata.normalize("NFKC", chr(c)) == sep)
+
+
+def split_tags(text: str, separators: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The cell's tags exactly as typed, and the separators between them (one fewer)."""
+    parts = _separator_pattern(separators).split(text)
+    return parts[0::2], parts[1::2]
+
+
+@lru_cache(maxsize=1 << 16)
+def tag_set(text: str, separators: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(k for k in map(tag_key, split_tags(text, separators)[0]) if k)
+
+
+def rewrite_tags(text: str, add: list[str], remove: set[str], separators: tuple[str, ...], default: str) -> str:
+    """The cell with `remove` (tag keys) taken out and `add` appended; all else as typed."""
+    tokens, seps = split_tags(text, separators)
+    pairs = [(None, tokens[0]), *zip(seps, tokens[1:], strict=True)]
+    kept = [(sep, tok) for sep, tok in pairs if tag_key(tok) not in remove]
+    if kept and kept[0][0] is not None:
+        kept[0] = (None, kept[0][1])
+    joint = Counter(seps).most_common(1)[0][0] if seps else default
+    new = [t for t in add if t]
+    if not any(tag_key(tok) for _, tok in kept):  # nothing left but blanks
+        return joint.join(new)
+    if new and not tag_key(kept[-1][1]):  # a trailing separator: fill its empty slot
+        kept[-1] = (kept[-1][0], new.pop(0))
+    kept += [(joint, t) for t in new]
+    return "".join((sep or "") + tok for sep, tok in kept)
+
+
+def _cell_text(value: object) -> str:
+    return "" if none_if_na(value) is None else to_text(value)
+
+
+# --------------------------------------------------------------------------- what should be
+
+
+def wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame:
+    """Per customer: one column per managed tag (True / False / <NA> when a booking cannot be
+    read) and `menu` (the rich menu's name, or None when it cannot be decided)."""
+    customers = frames["customers"].data.index
+    table = frames["bookings"]
+    facts = booking_facts(frames, mapping)
+    f = facts[facts["customer_id"].notna() & facts["customer_id"].isin(customers)].copy()
+    for name in ("active", "held", "cancelled", "deleted", "start_ok"):
+        f[name] = f[name].fillna(False).astype(bool)
+    status_ok = table.usable("status").reindex(f.index, fill_value=True).astype(bool)
+    status_ok &= f["deleted"] | f["status"].notna()
+    live = f["active"] | f["held"]
+    started = live & f["start_ok"] & (f["start"] <= now)
+    outcome_ok = table.usable("outcome").reindex(f.index, fill_value=True).astype(bool)
+    f = f.assign(
+        unknown_status=~status_ok, started=started, unknown_start=live & ~f["start_ok"],
+        held_unknown_start=f["held"] & ~f["start_ok"], outcome_ok=outcome_ok,
+    )
+    by = f.groupby("customer_id")
+
+    def any_of(column: str) -> pd.Series:
+        return by[column].any().reindex(customers, fill_value=False).astype(bool)
+
+    unknown_status = any_of("unknown_status")
+    held = f[f["held"] & f["start_ok"]].reset_index().sort_values(["customer_id", "start", "booking_id"])
+    latest = held.groupby("customer_id").tail(1).set_index("customer_id").reindex(customers)
+    outcome_known = ~unknown_status & ~any_of("held_unknown_start") & latest["outcome_ok"].fillna(True).astype(bool)
+
+    out = pd.DataFrame(index=customers)
+    for rule in mapping.tags.managed:
+        if rule.when == "latest_held_outcome":
+            value, known = latest["outcome"].eq(rule.outcome).fillna(False).astype(bool), outcome_known
+        else:
+            value = any_of("active" if rule.when == "has_active_booking" else "held")
+            known = value | ~unknown_status
+        out[rule.tag] = pd.array(value.where(known, None), dtype="boolean")
+    menus = mapping.tags.rich_menu
+    after = any_of("started")
+    menu_known = after | ~(unknown_status | any_of("unknown_start"))
+    menu = pd.Series(after.map({True: menus.after, False: menus.before}), dtype=object)
+    out[MENU_COLUMN] = menu.where(menu_known, None)
+    return out
+
+
+def cancel_templates(frames: Frames, mapping: Mapping) -> pd.DataFrame:
+    """The cancelled bookings with a customer: `template` (key), `title`, `customer_id`,
+    `salesperson`, `deleted`, `kind`. A deleted row counts as `cancel_default`; an unreadable
+    キャンセル区分 waits (no row)."""
+    facts = booking_facts(frames, mapping)
+    f = facts[facts["cancelled"].fillna(False).astype(bool) & facts["customer_id"].notna()].copy()
+    f["deleted"] = f["deleted"].fillna(False).astype(bool)
+    kind_ok = frames["bookings"].usable("cancel_kind").reindex(f.index, fill_value=True).astype(bool)
+    f = f[kind_ok | f["deleted"]]
+    kind = f["cancel_kind"].where(~f["deleted"] & f["cancel_kind"].notna(), mapping.tags.cancel_default)
+    template = kind.map(lambda k: _template_key(mapping, k))
+    titles = template.map(lambda t: mapping.templates[t].title)
+    return pd.DataFrame({
+        "customer_id": f["customer_id"], "salesperson": f["salesperson"], "deleted": f["deleted"],
+        "kind": f["cancel_kind"].where(~f["deleted"], None), "template": template, "title": titles,
+    }, index=f.index)
+
+
+def _template_key(mapping: Mapping, kind: str) -> str:
+    key = mapping.tags.cancel_messages.get(kind, mapping.tags.cancel_messages[mapping.tags.cancel_default])
+    if key not in mapping.templates:
+        raise MappingError(f"mapping key tags.cancel_messages.{kind}: no template {key!r} in templates")
+    return key
+
+
+def message_target(op_id: str, titles: set[str]) -> tuple[str, str] | None:
+    """(予約ID, template title) of a `メッセージ送信:<予約ID>:<title>` id, else None."""
+    prefix = f"{MESSAGE}:"
+    if not op_id.startswith(prefix):
+        return None
+    for title in titles:
+        if op_id.endswith(f":{title}") and len(op_id) > len(prefix) + len(title) + 1:
+            return op_id[len(prefix):-len(title) - 1], title
+    return None
+
+
+def open_operations(frames: Frames) -> pd.DataFrame:
+    """Operation rows whose 対応済 is read as not ticked."""
+    table = frames["operations"]
+    return table.data[table.usable("done") & ~table.data["done"].astype(bool)]
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def customer_tags(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
+    """Managed tags and rich menu of every customer, their L-Step操作, and the cancel messages."""
+    want = wanted(frames, now, mapping)
+    return _tags(frames, now, mapping, want) | _menu(frames, now, mapping, want) | _messages(frames, now, mapping)
+
+
+def _tags(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFrame) -> Plan:
+    table = frames["customers"]
+    seps = tuple(mapping.tags.separators)
+    raw = table.raw["tags"].reindex(want.index).map(_cell_text)
+    sets = raw.map(lambda text: tag_set(text, seps) if text else frozenset())
+    rules = {r.tag: r for r in mapping.tags.managed}
+    present = pd.DataFrame({t: sets.map(_holds(tag_key(t))) for t in rules}, index=want.index)
+    wish = want[list(rules)]
+    adding = (wish.eq(True) & ~present).fillna(False).astype(bool)
+    removing = (wish.eq(False) & present).fillna(False).astype(bool)
+    blocked = _unreadable_keys(frames, (ADD, REMOVE))  # the row's 対応済 decides what is needed: wait
+    changes: dict[str, list[tuple[str, str]]] = {}
+    for action, mask in ((ADD, adding), (REMOVE, removing)):
+        stacked = mask.stack()
+        for cid, tag in stacked.index[stacked.to_numpy()]:
+            if (cid, tag) not in blocked:
+                changes.setdefault(cid, []).append((action, tag))
+    if not changes:
+        return Plan()
+    ops = _NewOperations(frames, now)
+    waiting = _open_keys(frames, (ADD, REMOVE))
+    texts, appends = {}, []
+    order = list(rules)
+    for cid in sorted(changes):
+        todo = sorted(changes[cid], key=lambda c: (c[0] != ADD, order.index(c[1])))
+        add = [tag for action, tag in todo if action == ADD]
+        gone = {tag_key(tag) for action, tag in todo if action == REMOVE}
+        texts[cid] = rewrite_tags(raw[cid], add, gone, seps, mapping.tags.separator) or None
+        for action, tag in todo:
+            if (cid, tag) not in waiting:
+                why = _why(rules[tag], action == ADD)
+                appends.append(ops.row(ops.fresh_id(action, cid, tag), cid, action, tag, why, group=f"lstep-tags:{cid}"))
+    edits = [replace(e, group=f"lstep-tags:{e.key}")
+             for e in set_field(table, "tags", pd.Series(texts, dtype=object), TAG_REASON)]
+    return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None))
+
+
+def _menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFrame) -> Plan:
+    table = frames["customers"]
+    menus = mapping.tags.rich_menu
+    blocked = {cid for cid, _ in _unreadable_keys(frames, (MENU,))}
+    desired = want[MENU_COLUMN].dropna()
+    desired = desired[~desired.index.isin(list(blocked))]
+    edits = [replace(e, group=f"lstep-menu:{e.key}") for e in set_field(table, "rich_menu", desired, MENU_REASON)]
+    current = table.data["rich_menu"].to_dict()
+    waiting = {cid for cid, _ in _open_keys(frames, (MENU,))}
+    ops = _NewOperations(frames, now)
+    appends = []
+    for edit in edits:
+        cid = edit.key
+        if current.get(cid) not in (menus.before, menus.after) or cid in waiting:
+            continue  # filling a blank (or unknown) cell is not a switch; an open switch stands
+        why = "面談が始まりました" if edit.new == menus.after else "開始済みの予約がなくなりました"
+        appends.append(ops.row(ops.fresh_id(MENU, cid, edit.new), cid, MENU, edit.new, why, group=edit.group))
+    return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None))
+
+
+def _messages(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
+    cancels = cancel_templates(frames, mapping)
+    if cancels.empty:
+        return Plan()
+    titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
+    listed = frames["operations"].data.index
+    targets = [message_target(str(i), titles) for i in listed]
+    messaged = {t[0] for t in targets if t is not None}
+    op_ids = MESSAGE + ":" + cancels.index.to_series().astype(str) + ":" + cancels["title"]
+    # once per booking; a deleted row keeps the message already chosen for it
+    new = ~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(list(messaged)))
+    ops = _NewOperations(frames, now)
+    url = mapping.tags.rebooking_calendar_url
+    appends = []
+    for bid, row in zip(cancels.index[new], cancels[new].itertuples(index=False), strict=True):
+        body = _render(mapping, row.template, customer_name=ops.name(row.customer_id), calendar_url=url)
+        what = "の行が削除されました（キャンセル扱い）" if row.deleted else f"がキャンセルされました（{row.kind or '区分なし'}）"
+        appends.append(ops.row(op_ids[bid], row.customer_id, MESSAGE, row.title, f"予約 {bid} {what}。文面: {body}",
+                               salesperson=none_if_na(row.salesperson)))
+    return Plan(appends=tuple(a for a in appends if a is not None))
+
+
+class _NewOperations:
+    """New L-Step操作 rows, exactly as `tasks.rules.operations.operation` builds one, for many rows
+    at once (one dict look-up per row instead of several DataFrame look-ups: a first run lists
+    tens of thousands). tests/test_tags.py pins that the rows are the same."""
+
+    def __init__(self, frames: Frames, now: pd.Timestamp):
+        self.table = frames["operations"]
+        self.now = now
+        self.taken = set(self.table.data.index)
+        c = frames["customers"].data
+        self.customers = {
+            cid: (none_if_na(uid), " ".join(p for p in (fam, giv) if isinstance(p, str) and p), none_if_na(sp))
+            for cid, uid, fam, giv, sp in zip(c.index, c["line_user_id"], c["family_name"], c["given_name"],
+                                              c["salesperson"], strict=True)
+        }
+
+    def name(self, cid: str) -> str:
+        return self.customers.get(cid, (None, "", None))[1]
+
+    def fresh_id(self, action: str, cid: str, content: str) -> str:
+        """`<操作>:<お客様番号>:<内容>:<yyyymmddHHMM>`; `-2`, `-3`… when that minute is taken."""
+        base = f"{action}:{cid}:{content}:{self.now:%Y%m%d%H%M}"
+        op_id, n = base, 1
+        while op_id in self.taken:
+            n += 1
+            op_id = f"{base}-{n}"
+        return op_id
+
+    def row(self, op_id: str, cid: str, action: str, content: str, reason: str, *,
+            salesperson: str | None = None, group: str | None = None) -> Append | None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown L-Step operation {action!r}")
+        if op_id in self.taken:
+            return None
+        self.taken.add(op_id)
+        uid, name, owner = self.customers.get(cid, (None, "", None))
+        values = {
+            "created_at": self.now, "customer_id": cid, "line_user_id": uid, "customer_name": name,
+            "salesperson": salesperson or owner, "action": action, "content": content, "reason": reason,
+            "due": None, "done": False,
+        }
+        return new_row(self.table, op_id, values, f"L-Step操作: {action}", group)
+
+
+def _render(mapping: Mapping, key: str, **fields: str) -> str:
+    try:
+        return mapping.templates[key].body.format(**fields)
+    except (KeyError, IndexError) as exc:
+        raise MappingError(f"mapping key templates.{key}.body: unknown placeholder {exc}") from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _holds(key: str):
+    return lambda tags: key in tags
+
+
+def _why(rule: TagRule, wished: bool) -> str:
+    return _WHY[(rule.when, wished)].format(outcome=rule.outcome or "")
+
+
+def _open_keys(frames: Frames, actions: tuple[str, ...]) -> set[tuple[str, str]]:
+    ops = open_operations(frames)
+    ops = ops[ops["action"].isin(actions) & ops["customer_id"].notna()]
+    return set(zip(ops["customer_id"].astype(str), ops["content"].astype(str), strict=True))
+
+
+def _unreadable_keys(frames: Frames, actions: tuple[str, ...]) -> set[tuple[str, str]]:
+    table = frames["operations"]
+    ops = table.data[~table.usable("done")]
+    ops = ops[ops["action"].isin(actions) & ops["customer_id"].notna()]
+    return set(zip(ops["customer_id"].astype(str), ops["content"].astype(str), strict=True))

@@ -1,0 +1,124 @@
+"""The end-of-day digest: each person's open items in one message, once a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.pipeline import run
+from tasks.check import check
+from tasks.rules.digest import digest, digest_plan, open_items
+from tasks.workbooks.local import LocalWorkbook
+from tests.conftest import STAFF_HEADERS, booking, customer, tab_records, team_tabs, write_book
+
+EVENING = pd.Timestamp("2026-11-20T18:00", tz="Asia/Tokyo")
+OPS = ["操作ID", "作成日時", "お客様番号", "LINEユーザーID", "顧客名", "営業担当", "操作", "内容", "理由", "期限",
+       "対応済", "対応日時"]
+LINKS = ["依頼ID", "依頼日時", "予約ID", "お客様番号", "顧客名", "営業担当", "プラン", "作成担当", "決済リンク", "状態",
+         "送付済", "更新日時"]
+REQUESTED = dt.datetime(2026, 11, 20, 9, 0)
+
+
+def workbook(tmp_path, *, staff=None, operations=None, links=None, alerts=None):
+    bookings = [booking("R001", "C001", dt.datetime(2026, 11, 25, 14, 0)),
+                booking("R002", "C002", dt.datetime(2026, 11, 26, 10, 0), 営業担当="鈴木")]
+    tabs = team_tabs([customer("C001", 電話番号="090-1234-5678"), customer("C002", "鈴木", "花子", 営業担当="鈴木")], bookings)
+    if alerts:
+        tabs["予約"][0] = [*tabs["予約"][0], "アラート"]
+        for row in tabs["予約"][1:]:
+            row.append(alerts.get(row[0], ""))
+    if staff:
+        tabs["担当者"] = [STAFF_HEADERS, *staff]
+    tabs["L-Step操作"] = [OPS, *(operations or [])]
+    tabs["決済リンク依頼"] = [LINKS, *(links or [])]
+    return write_book(tmp_path / "team.xlsx", tabs)
+
+
+def op(op_id, salesperson, done="", due=dt.datetime(2026, 11, 22, 13, 0)):
+    return [op_id, REQUESTED, "C001", "", "山田 太郎", salesperson, "タグ削除", "【セミナー】個別相談予約完了", "キャンセル",
+            due, done, None]
+
+
+def request(rid, state, salesperson="佐藤", maker="高橋"):
+    return [rid, REQUESTED, rid[3:], "C001", "山田 太郎", salesperson, "スタンダード", maker, None, state, "", REQUESTED]
+
+
+def test_each_person_gets_their_own_open_items(tmp_path, mapping):
+    path = workbook(
+        tmp_path,
+        alerts={"R001": "結果未入力; お礼LINE未送付", "R002": "予約が重複: R003"},
+        operations=[op("OP1", "佐藤"), op("OP2", "佐藤", done="TRUE"), op("OP3", "鈴木")],
+        links=[request("PL-R1", "作成済"), request("PL-R2", "依頼中"), request("PL-R3", "送付済"), request("PL-R4", "不要")],
+    )
+    frames = check(LocalWorkbook(path).read(), mapping)
+    plan = digest(frames, EVENING, mapping)
+    by = {a.get("recipient"): a for a in plan.appends}
+    assert set(by) == {"佐藤", "鈴木", "高橋"}  # 田中 (運営) gets no digest; nobody without items either
+    assert by["佐藤"].key == "digest:佐藤:2026-11-20"
+    sato = by["佐藤"].get("body")
+    assert "未対応: 4件" in sato
+    assert sato.index("予約 R001") < sato.index("L-Step操作") < sato.index("PL-R1")  # alerts, operations, requests
+    assert "結果未入力; お礼LINE未送付 —『予約』M2" in sato  # where: the アラート cell
+    assert "OP2" not in sato and "PL-R3" not in sato and "PL-R4" not in sato and "R002" not in sato
+    assert "決済リンク送付 PL-R1" in sato and "送付済にチェック" in sato and "決済リンク作成待ち PL-R2" in sato
+    assert "『L-Step操作』K2" in sato  # where: the 対応済 cell
+    assert "予約 R002" in by["鈴木"].get("body") and "R001" not in by["鈴木"].get("body")
+    takahashi = by["高橋"].get("body")
+    assert "決済リンク作成 PL-R2" in takahashi and "『決済リンク依頼』I3 にURLを入力" in takahashi and "PL-R1" not in takahashi
+
+
+def test_inactive_staff_and_empty_lists_get_nothing(tmp_path, mapping):
+    staff = [["佐藤", "営業", "sato", "FALSE"], ["鈴木", "営業", "suzuki", "TRUE"]]
+    path = workbook(tmp_path, staff=staff, operations=[op("OP1", "佐藤")])
+    assert not digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping)
+
+
+def test_long_lists_are_cut_and_counted(tmp_path, mapping):
+    ops = [op(f"OP{i:02d}", "佐藤") for i in range(mapping.digest.max_items + 5)]
+    path = workbook(tmp_path, operations=ops)
+    [a] = digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping).appends
+    assert f"未対応: {len(ops)}件" in a.get("body") and "…ほか5件" in a.get("body")
+
+
+def test_items_are_masked(tmp_path, mapping):
+    path = workbook(tmp_path, alerts={"R001": "電話 090-1234-5678 に折り返し"})
+    [a] = digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping).appends
+    assert "090-1234-5678" not in a.get("body") and "090-****-5678" in a.get("body")
+
+
+def test_open_items_without_any_pipeline_tab(tmp_path, mapping):
+    path = write_book(tmp_path / "t.xlsx", team_tabs([customer("C001")], []))
+    assert open_items(check(LocalWorkbook(path).read(), mapping), mapping).empty
+
+
+def test_digest_run_sends_once_a_day_and_writes_only_its_notices(tmp_path, mapping):
+    path = workbook(tmp_path, operations=[op("OP1", "佐藤")])
+    sent = []
+    run(LocalWorkbook(path), mapping, EVENING, lambda *a: sent.append(a), plan_with=digest_plan)
+    run(LocalWorkbook(path), mapping, EVENING + pd.Timedelta(minutes=30), lambda *a: sent.append(a), plan_with=digest_plan)
+    assert [(r, t) for r, t, *_ in sent] == [("佐藤", "本日の未対応")]
+    assert {r["通知ID"] for r in tab_records(path, "通知")} == {"digest:佐藤:2026-11-20"}
+    assert not tab_records(path, "リマインド")  # the rules did not run
+    run(LocalWorkbook(path), mapping, EVENING + pd.Timedelta(days=1), lambda *a: sent.append(a), plan_with=digest_plan)
+    assert len(sent) == 2
+
+
+def test_salesops_digest_command_through_a_route(tmp_path, mapping):
+    from tests.test_notify import Receiver
+
+    path = workbook(tmp_path, operations=[op("OP1", "佐藤")])
+    receiver = Receiver()
+    try:
+        result = CliRunner().invoke(
+            app, ["digest", "--workbook", str(path), "--now", "2026-11-20T18:00+09:00"],
+            env={"SALESOPS_ROUTE_SATO": f"json://{receiver.base}/hook/sato", "PREFECT_API_URL": ""},
+        )
+        assert result.exit_code == 0, result.output
+        [req] = receiver.at("/hook/sato")
+        assert "L-Step操作" in json.loads(req["body"])["message"]
+    finally:
+        receiver.close()

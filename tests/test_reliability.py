@@ -1,0 +1,651 @@
+"""The reliability harness: people, crashes and faults thrown at whole runs, invariants checked.
+
+Each family has a short variant (runs by default, seconds) and a long one (`@pytest.mark.long`,
+many more seeds and positions; CI skips it with `-m "not long"`):
+
+- concurrent staff: between a run's read and its write (the stand-in's hook before the write's
+  re-read) a person edits, inserts, sorts and deletes rows, ticks boxes, inserts a column. Then:
+  every cell the run changed is a planned change of the row with that key; no staff-owned cell
+  changed; every cell and row the person touched is as they left it.
+- crash anywhere: the client dies at every request (before it is sent, or after Google applied
+  it), and between sending a notification and marking it; a rerun converges to the sheet of an
+  uninterrupted run, with no duplicate row, operation, request or message. The local adapter is
+  killed with SIGKILL in a subprocess at random moments: the .xlsx always opens and is the old,
+  the written or the final state, and a rerun converges.
+- faults: 429, 500, 503, dropped connections, timeouts and late-landing writes at every request:
+  each run ends complete (the uninterrupted sheet) or cleanly failed (one-line SheetsError), and
+  a rerun converges.
+
+Counts of what was tried are added to the JSON file named by $SALESOPS_HARNESS_COUNTS, if set
+(bench/README.md reports them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from bench.alternatives import StaffEdit, keyed
+from flows.pipeline import run
+from tasks.a1 import a1
+from tasks.demo_data import generate_frames
+from tasks.workbooks.google import Backoff, GoogleWorkbook, SheetsError
+from tasks.workbooks.local import LocalWorkbook
+from tasks.write import same
+from tests.conftest import NOW, write_book
+from tests.sheets_standin import SheetsStandin, service_account_info
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_TITLE = "変更履歴"
+OUTBOX_TITLE = "通知"
+COUNTS: Counter = Counter()
+
+
+# --------------------------------------------------------------------------- counting what was tried
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts() -> Iterator[None]:
+    yield
+    add_counts(COUNTS)
+    COUNTS.clear()
+
+
+def add_counts(counts: Counter) -> None:
+    """Add to $SALESOPS_HARNESS_COUNTS (a JSON object of totals), when set."""
+    target = os.environ.get("SALESOPS_HARNESS_COUNTS")
+    if not target or not counts:
+        return
+    path = Path(target)
+    total = Counter(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else Counter()
+    total.update(counts)
+    path.write_text(json.dumps(dict(sorted(total.items())), ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- workbooks, books, transports
+
+
+def team(seed: int, customers: int = 24) -> dict[str, list[list]]:
+    """A small generated team workbook (the demo's messiness: bad cells, duplicates, copied rows)."""
+    return generate_frames(customers, seed=seed, now=NOW.to_pydatetime())
+
+
+def google_book(standin: SheetsStandin, sid: str, mapping, *, timeout: Any = (2.0, 5.0), attempts: int = 5,
+                seed: int = 0) -> GoogleWorkbook:
+    return GoogleWorkbook(sid, credentials=service_account_info(standin.url), endpoint=standin.url, mapping=mapping,
+                          timeout=timeout, backoff=Backoff(attempts=attempts, sleep=lambda _s: None, rng=Random(seed)))
+
+
+class Crash(BaseException):
+    """The process dies here (a BaseException: no `except Exception` in the pipeline catches it)."""
+
+
+class Transport:
+    """A LINE-like channel: records every send; a repeated idempotency key is dropped, as LINE does."""
+
+    def __init__(self, crash_after: int | None = None):
+        self.calls: list[tuple[str, str, str, str]] = []
+        self.delivered: dict[str, tuple[str, str, str]] = {}
+        self.crash_after = crash_after
+
+    def __call__(self, recipient: str, title: str, body: str, key: str) -> None:
+        self.calls.append((recipient, title, body, key))
+        self.delivered.setdefault(key, (recipient, title, body))
+        if self.crash_after is not None and len(self.calls) == self.crash_after:
+            raise Crash(f"killed after sending message {len(self.calls)}")
+
+
+def crash_at(book: GoogleWorkbook, at: int, when: str) -> Counter:
+    """Kill the client at its `at`-th API request: before it leaves, or after Google applied it."""
+    session = book.http.session
+    send = session.request
+    seen: Counter = Counter()
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any):
+        seen["n"] += 1
+        if seen["n"] == at and when == "before":
+            raise Crash(f"killed before request {at}")
+        response = send(method, url, *args, **kwargs)
+        if seen["n"] == at and when == "after":
+            raise Crash(f"killed after request {at}")
+        return response
+
+    session.request = request
+    return seen
+
+
+def titles_of(standin: SheetsStandin, sid: str) -> list[str]:
+    with standin._lock:  # the stand-in's own tab list (no public accessor)
+        return [s.title for s in standin._book(sid).sheets]
+
+
+def sheet_state(standin: SheetsStandin, sid: str) -> dict[str, list[list[Any]]]:
+    return {t: standin.tab_values(sid, t) for t in titles_of(standin, sid)}
+
+
+def comparable(state: dict[str, list[list[Any]]]) -> dict[str, Any]:
+    """A sheet for comparing runs: the change log without run ids and in sorted order (a rerun
+    finishes a crashed run's work under its own id); everything else exactly."""
+    out: dict[str, Any] = {}
+    for title, rows in state.items():
+        if title == LOG_TITLE and rows:
+            header = list(rows[0])
+            drop = header.index("実行ID") if "実行ID" in header else None
+            body = [tuple(_shown(v) for i, v in enumerate(r) if i != drop) for r in rows[1:]]
+            out[title] = (tuple(h for i, h in enumerate(header) if i != drop), tuple(sorted(body)))
+        else:
+            out[title] = tuple(tuple(_shown(v) for v in r) for r in rows)
+    return out
+
+
+def _shown(value: Any) -> str:
+    return "" if value is None else f"{type(value).__name__}:{value}"
+
+
+def key_headers(mapping) -> dict[str, str]:
+    return {s.title: s.column(s.key).header for s in mapping.tabs.values() if s.key}
+
+
+def duplicate_keys(state: dict[str, list[list[Any]]], mapping, before: dict[str, list[list[Any]]]) -> list[str]:
+    """Keys on more than one row that were not already so in the input (the generator copies a row
+    now and then, keeping its 予約ID: those are the team's problem, reported in エラー)."""
+    out = []
+    for title, header in key_headers(mapping).items():
+        _, where = keyed(state.get(title, []), header)
+        _, was = keyed(before.get(title, []), header)
+        out += [f"{title}!{k}" for k, rows in where.items() if len(rows) > 1 and len(was.get(k, [])) < len(rows)]
+    return out
+
+
+# --------------------------------------------------------------------------- 1. concurrent staff
+
+
+STAFF_VALUES = ("キャンセル", "来店済み", "成約", "", "手入力", "2026/12/01 10:00", "=1+1", "＠要確認", "090-0000-1111")
+
+
+def random_person(rng: Random, state: dict[str, list[list[Any]]], plan, mapping, *, ops: int) -> list[StaffEdit]:
+    """A person's few edits, drawn from what is in the sheet and what the run is about to change."""
+    keys = key_headers(mapping)
+    owner = {(s.title, c.header): c.owner for s in mapping.tabs.values() for c in s.columns}
+    planned = [(mapping.tabs[e.tab].title, e.key, mapping.tabs[e.tab].column(e.field).header)
+               for e in plan.edits if not e.check_only]
+    edits: list[StaffEdit] = []
+    staff_tabs = [t for t in ("顧客", "予約") if t in state]
+    for i in range(ops):
+        kind = rng.choice(("staff_cell", "staff_cell", "owned_cell", "owned_cell", "insert", "delete", "sort",
+                           "tick", "sort_pipeline"))
+        tab = rng.choice(staff_tabs)
+        header, where = keyed(state[tab], keys[tab])
+        rows = sorted(where)
+        if kind == "owned_cell" and planned:
+            t, k, h = rng.choice(planned)
+            edits.append(StaffEdit("cell", t, k, h, rng.choice(("手入力", "済", "=SUM(1,2)", "2026/01/01 00:00"))))
+        elif kind == "staff_cell" and rows:
+            cols = [h for h in header if h and owner.get((tab, h)) == "staff" and h != keys[tab]]
+            if cols:
+                edits.append(StaffEdit("cell", tab, rng.choice(rows), rng.choice(cols), rng.choice(STAFF_VALUES)))
+        elif kind == "insert":
+            new = [None] * len(header)
+            new[header.index(keys[tab])] = f"P{i:03d}{rng.randrange(1000):03d}"
+            edits.append(StaffEdit("insert", tab, new[header.index(keys[tab])], row=tuple(new), value=rng.randrange(2, 6)))
+        elif kind == "delete" and rows:
+            edits.append(StaffEdit("delete", tab, rng.choice(rows)))
+        elif kind == "sort":
+            edits.append(StaffEdit("sort", tab, header=rng.choice([h for h in header if h]), reverse=rng.random() < 0.5))
+        elif kind == "tick" and "L-Step操作" in state:
+            _, ops_where = keyed(state["L-Step操作"], "操作ID")
+            if ops_where:
+                edits.append(StaffEdit("cell", "L-Step操作", rng.choice(sorted(ops_where)), "対応済", True))
+        elif kind == "sort_pipeline":
+            pipeline = [t for t in ("リマインド", "L-Step操作", "エラー") if t in state and len(state[t]) > 2]
+            if pipeline:
+                t = rng.choice(pipeline)
+                edits.append(StaffEdit("sort", t, header=rng.choice([h for h in state[t][0] if h]), reverse=True))
+    if rng.random() < 0.2:
+        edits.append(StaffEdit("column", "予約", value=rng.randrange(2, 8)))  # a blank column inserted
+    return edits
+
+
+def play_edits(standin: SheetsStandin, sid: str, edits: list[StaffEdit], mapping) -> list[StaffEdit]:
+    """Do the edits as a person would (cells and rows found by key at that moment)."""
+    keys = key_headers(mapping)
+    done = []
+    for e in edits:
+        rows = standin.tab_values(sid, e.tab) if e.tab in titles_of(standin, sid) else []
+        header, where = keyed(rows, keys.get(e.tab, ""))
+        if e.kind == "cell":
+            if len(where.get(e.key, [])) != 1 or e.header not in header:
+                continue
+            standin.set_cell(sid, e.tab, a1(where[e.key][0], header.index(e.header) + 1), e.value)
+        elif e.kind == "insert":
+            standin.insert_row(sid, e.tab, min(int(e.value or 2), len(rows) + 1), list(e.row))
+        elif e.kind == "delete":
+            if len(where.get(e.key, [])) != 1:
+                continue
+            standin.delete_row(sid, e.tab, where[e.key][0])
+        elif e.kind == "sort":
+            if e.header not in header:
+                continue
+            standin.sort_rows(sid, e.tab, header.index(e.header) + 1, reverse=e.reverse)
+        elif e.kind == "column":
+            with standin._lock:  # insertDimension COLUMNS, as the Sheets UI does it (no public helper)
+                standin._sheet(sid, e.tab).insert(1, int(e.value) - 1, 1, inherit_before=True)
+        done.append(e)
+    return done
+
+
+def still_there(e: StaffEdit, final: dict, person: dict, mapping) -> bool:
+    keys = key_headers(mapping)
+    header, where = keyed(final.get(e.tab, []), keys.get(e.tab, ""))
+    if e.kind == "cell":
+        if len(where.get(e.key, [])) != 1 or e.header not in header:
+            return False
+        line = final[e.tab][where[e.key][0] - 1]
+        col = header.index(e.header)
+        return same(line[col] if col < len(line) else None, e.value)
+    if e.kind == "insert":
+        return len(where.get(e.key, [])) == 1
+    if e.kind == "delete":
+        return e.key not in where
+    if e.kind == "sort":
+        _, before = keyed(person.get(e.tab, []), keys.get(e.tab, ""))
+        then = [k for k, _ in sorted(before.items(), key=lambda kv: kv[1][0]) if k in where]
+        now = [k for k, _ in sorted(where.items(), key=lambda kv: kv[1][0]) if k in before]
+        return then == now
+    return True  # a column insert: judged by the cell invariants
+
+
+def unplanned_changes(person: dict, final: dict, plan, mapping, edits: list[StaffEdit]) -> list[str]:
+    """Every difference between the sheet the person left and the final one that the plan did not
+    ask for: a write on the wrong row, a staff cell changed, a row added or lost."""
+    keys = key_headers(mapping)
+    owner = {(s.title, c.header): c.owner for s in mapping.tabs.values() for c in s.columns}
+    planned: dict[tuple[str, str, str], Any] = {}
+    for e in plan.edits:
+        spec = mapping.tabs[e.tab]
+        planned[(spec.title, e.key, spec.column(e.field).header)] = e.new
+    appended = {(mapping.tabs[a.tab].title, a.key) for a in plan.appends}
+    deleted = {(mapping.tabs[d.tab].title, d.key) for d in plan.deletes}
+    problems = []
+    for title, key_header in keys.items():
+        if title in (OUTBOX_TITLE, LOG_TITLE) or title not in final:
+            continue  # the tell step's marks and the change log: checked by the crash tests
+        before_header, before = keyed(person.get(title, []), key_header)
+        after_header, after = keyed(final[title], key_header)
+        for key in set(before) | set(after):
+            was, now = before.get(key, []), after.get(key, [])
+            if len(was) != len(now):
+                if not ((title, key) in appended and not was and len(now) == 1) and \
+                        not ((title, key) in deleted and len(was) == 1 and not now):
+                    problems.append(f"{title}!{key}: {len(was)} rows before, {len(now)} after")
+                continue
+            if len(was) != 1:
+                continue  # a key on several rows: the run never writes them (checked above: still several)
+            old_line, new_line = person[title][was[0] - 1], final[title][now[0] - 1]
+            old = dict(zip(before_header, old_line, strict=False))
+            for i, h in enumerate(after_header):
+                if not h:
+                    continue
+                value = new_line[i] if i < len(new_line) else None
+                if same(value, old.get(h)):
+                    continue
+                if owner.get((title, h)) == "staff":
+                    problems.append(f"{title}!{key}!{h}: staff cell changed {old.get(h)!r} -> {value!r}")
+                elif (title, key, h) not in planned or not same(value, planned[(title, key, h)]):
+                    problems.append(f"{title}!{key}!{h}: unplanned {old.get(h)!r} -> {value!r}")
+    return problems
+
+
+def concurrent_case(standin: SheetsStandin, mapping, seed: int, *, first_run: bool, ops: int) -> dict[str, Any]:
+    """One run with a person in the read-write window; returns what was found."""
+    rng = Random(f"concurrent/{seed}")
+    sid = f"concurrent-{seed}-{int(first_run)}"
+    tabs = team(seed, customers=rng.randrange(8, 30))
+    standin.add_spreadsheet(sid, tabs)
+    if not first_run:
+        run(google_book(standin, sid, mapping), mapping, NOW, Transport())
+        _between_runs(standin, sid, rng)
+    before = sheet_state(standin, sid)
+    plan_box: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+
+    def person(s: SheetsStandin) -> None:
+        state = sheet_state(s, sid)
+        plan = plan_box["plan"]
+        seen["edits"] = play_edits(s, sid, random_person(rng, state, plan, mapping, ops=ops), mapping)
+        seen["person"] = sheet_state(s, sid)
+
+    # the plan the run will make (the same read, the same clock): for choosing the person's edits
+    plan_box["plan"] = run(google_book(standin, sid, mapping), mapping, NOW, Transport(), dry_run=True).plan
+    standin.before("values.batchGet", lambda s: s.before("values.batchGet", person))
+    summary = run(google_book(standin, sid, mapping), mapping, NOW, Transport())
+    with standin._lock:  # a plan with nothing to write never re-reads: disarm the person
+        standin._hooks.clear()
+    final = sheet_state(standin, sid)
+    if "person" not in seen:
+        return {"edits": 0, "problems": []}
+    problems = unplanned_changes(seen["person"], final, summary.plan, mapping, seen["edits"])
+    problems += [f"lost: {e}" for e in seen["edits"] if not still_there(e, final, seen["person"], mapping)]
+    problems += [f"duplicate key {k}" for k in duplicate_keys(final, mapping, before)]
+    return {"edits": len(seen["edits"]), "problems": problems}
+
+
+def _between_runs(standin: SheetsStandin, sid: str, rng: Random) -> None:
+    """Staff work between two runs: a reschedule, a cancel, a won deal (so the next run has work)."""
+    rows = standin.tab_values(sid, "予約")
+    header = rows[0]
+    for r in rng.sample(range(2, len(rows) + 1), min(3, len(rows) - 1)):
+        choice = rng.choice((("ステータス", "キャンセル"), ("結果", "成約"), ("開始日時", pd.Timestamp("2026-12-03 13:00"))))
+        if choice[0] in header:
+            value = choice[1].to_pydatetime() if isinstance(choice[1], pd.Timestamp) else choice[1]
+            standin.set_cell(sid, "予約", a1(r, header.index(choice[0]) + 1), value)
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[SheetsStandin]:
+    with SheetsStandin() as server:
+        yield server
+
+
+def _concurrent(standin, mapping, seeds: range, ops: int) -> None:
+    found = []
+    for seed in seeds:
+        for first_run in (True, False):
+            case = concurrent_case(standin, mapping, seed, first_run=first_run, ops=ops)
+            COUNTS["concurrent_runs"] += 1
+            COUNTS["staff_edits_played"] += case["edits"]
+            COUNTS["losses_found"] += len(case["problems"])
+            found += [f"seed {seed} first_run={first_run}: {p}" for p in case["problems"]]
+    assert not found, "\n".join(found[:30])
+
+
+def test_concurrent_staff_short(standin, mapping):
+    _concurrent(standin, mapping, range(6), ops=5)
+
+
+@pytest.mark.long
+def test_concurrent_staff_long(standin, mapping):
+    _concurrent(standin, mapping, range(1000, 1150), ops=8)
+
+
+# --------------------------------------------------------------------------- 2. crash anywhere (Google)
+
+
+def clean_reference(standin: SheetsStandin, sid: str, tabs: dict, mapping) -> tuple[dict, Transport, int]:
+    """An uninterrupted run: its final sheet, what it sent, how many API requests it made."""
+    standin.add_spreadsheet(sid, tabs)
+    transport = Transport()
+    book = google_book(standin, sid, mapping)
+    counter = crash_at(book, 0, "never")
+    run(book, mapping, NOW, transport)
+    return sheet_state(standin, sid), transport, counter["n"]
+
+
+def converge_after(standin: SheetsStandin, sid: str, tabs: dict, mapping, transport: Transport) -> list[str]:
+    """Rerun with nothing going wrong; compare with the uninterrupted run (by the caller)."""
+    run(google_book(standin, sid, mapping), mapping, NOW, transport)
+    return duplicate_keys(sheet_state(standin, sid), mapping, tabs)
+
+
+def _crash_cases(standin, mapping, seeds: range, every: int = 1) -> None:
+    found = []
+    for seed in seeds:
+        tabs = team(seed, customers=12 + seed % 10)
+        clean, clean_sent, requests = clean_reference(standin, f"clean-{seed}", tabs, mapping)
+        cases = [(at, when) for at in range(1, requests + 1) for when in ("before", "after")][::every]
+        cases += [(-n, "send") for n in range(1, len(clean_sent.calls) + 1)]
+        for at, when in cases:
+            sid = f"crash-{seed}-{at}-{when}"
+            standin.add_spreadsheet(sid, tabs)
+            transport = Transport(crash_after=-at if when == "send" else None)
+            book = google_book(standin, sid, mapping)
+            if when != "send":
+                crash_at(book, at, when)
+            with contextlib.suppress(Crash):
+                run(book, mapping, NOW, transport)
+            transport.crash_after = None
+            dups = converge_after(standin, sid, tabs, mapping, transport)
+            COUNTS["crashes"] += 1
+            where = f"seed {seed} crash {when} {'message' if when == 'send' else 'request'} {abs(at)}"
+            if comparable(sheet_state(standin, sid)) != comparable(clean):
+                found.append(f"{where}: the rerun did not converge to the uninterrupted sheet"
+                             f" ({_first_difference(sheet_state(standin, sid), clean)})")
+            if set(transport.delivered) != set(clean_sent.delivered):
+                found.append(f"{where}: messages {sorted(transport.delivered)} != {sorted(clean_sent.delivered)}")
+            found += [f"{where}: duplicate key {k}" for k in dups]
+    COUNTS["losses_found"] += len(found)
+    assert not found, "\n".join(found[:30])
+
+
+def _first_difference(a: dict, b: dict) -> str:
+    ca, cb = comparable(a), comparable(b)
+    for title in sorted(set(ca) | set(cb)):
+        if ca.get(title) != cb.get(title):
+            ra, rb = ca.get(title) or (), cb.get(title) or ()
+            if title == LOG_TITLE:
+                return f"{title}: {len(ra[1]) if ra else 0} vs {len(rb[1]) if rb else 0} log rows"
+            for i, (x, y) in enumerate(zip(ra, rb, strict=False)):
+                if x != y:
+                    return f"{title} row {i + 1}: {x} vs {y}"
+            return f"{title}: {len(ra)} vs {len(rb)} rows"
+    return "?"
+
+
+def test_crash_at_every_request_short(standin, mapping):
+    _crash_cases(standin, mapping, range(2))
+
+
+@pytest.mark.long
+def test_crash_at_every_request_long(standin, mapping):
+    _crash_cases(standin, mapping, range(100, 130))
+
+
+# --------------------------------------------------------------------------- 3. faults (Google)
+
+
+FAULTS = ("429", "500", "503", "drop", "hang:0.4", "slow:0.4")
+READ_TIMEOUT = 0.2  # a hang or a slow answer outlasts it: a timeout (a slow write still lands)
+
+
+def fault_case(standin: SheetsStandin, mapping, tabs: dict, clean: dict, clean_sent: Transport, sid: str,
+               faults: list[tuple[int, str]]) -> list[str]:
+    standin.add_spreadsheet(sid, tabs)
+    for at, kind in faults:
+        standin.inject(at, kind)
+    transport = Transport()
+    outcome = "complete"
+    try:
+        run(google_book(standin, sid, mapping, timeout=(2.0, READ_TIMEOUT)), mapping, NOW, transport)
+    except SheetsError as exc:
+        outcome = "failed"
+        if "\n" in str(exc) or "Traceback" in str(exc):
+            return [f"{sid}: the failure is not one clean line: {exc!r}"]
+    except Exception as exc:  # noqa: BLE001 - anything else is the finding
+        return [f"{sid} {faults}: ended neither complete nor cleanly failed: {type(exc).__name__}: {exc}"]
+    time.sleep(0.5)  # a late ("slow") write lands before the sheet is judged
+    with standin._lock:
+        standin._faults.clear()  # faults past the end of a short run must not hit the next one
+    found = []
+    if outcome == "complete" and comparable(sheet_state(standin, sid)) != comparable(clean):
+        found.append(f"{sid} {faults}: completed, but not as the uninterrupted run "
+                     f"({_first_difference(sheet_state(standin, sid), clean)})")
+    dups = converge_after(standin, sid, tabs, mapping, transport)
+    if comparable(sheet_state(standin, sid)) != comparable(clean):
+        found.append(f"{sid} {faults}: {outcome}; the rerun did not converge "
+                     f"({_first_difference(sheet_state(standin, sid), clean)})")
+    if set(transport.delivered) != set(clean_sent.delivered):
+        found.append(f"{sid} {faults}: messages differ from the uninterrupted run")
+    found += [f"{sid}: duplicate key {k}" for k in dups]
+    COUNTS[f"fault_runs_{outcome}"] += 1
+    return found
+
+
+def _faults_every_position(standin, mapping, seeds: range, kinds: tuple[str, ...]) -> None:
+    found = []
+    for seed in seeds:
+        tabs = team(seed, customers=10 + seed % 7)
+        clean, clean_sent, requests = clean_reference(standin, f"fclean-{seed}", tabs, mapping)
+        for at in range(1, requests + 1):
+            for kind in kinds:
+                found += fault_case(standin, mapping, tabs, clean, clean_sent, f"fault-{seed}-{at}-{kind}", [(at, kind)])
+                COUNTS["faults_injected"] += 1
+    COUNTS["losses_found"] += len(found)
+    assert not found, "\n".join(found[:30])
+
+
+def test_one_fault_at_every_request_short(standin, mapping):
+    _faults_every_position(standin, mapping, range(1), ("429", "500", "drop", "hang:0.4"))
+
+
+@pytest.mark.long
+def test_one_fault_at_every_request_long(standin, mapping):
+    _faults_every_position(standin, mapping, range(200, 210), FAULTS)
+
+
+@pytest.mark.long
+def test_fault_storms_long(standin, mapping):
+    """Several faults in one run, at random requests (retries included): still complete or clean."""
+    found = []
+    for seed in range(300, 400):
+        rng = Random(f"storm/{seed}")
+        tabs = team(seed, customers=10 + seed % 7)
+        clean, clean_sent, requests = clean_reference(standin, f"sclean-{seed}", tabs, mapping)
+        faults = sorted({(rng.randrange(1, requests + 4), rng.choice(FAULTS)) for _ in range(rng.randrange(2, 6))})
+        found += fault_case(standin, mapping, tabs, clean, clean_sent, f"storm-{seed}", faults)
+        COUNTS["faults_injected"] += len(faults)
+    COUNTS["losses_found"] += len(found)
+    assert not found, "\n".join(found[:30])
+
+
+# --------------------------------------------------------------------------- 4. SIGKILL (local .xlsx)
+
+
+CHILD = """
+import json, os, sys
+import pandas as pd
+from flows.pipeline import run
+from tasks.mapping import load_mapping
+from tasks.workbooks.local import LocalWorkbook
+
+path, log, now, run_id = sys.argv[1:5]
+mapping = load_mapping()
+
+def send(recipient, title, body, key):
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"recipient": recipient, "key": key}, ensure_ascii=False) + "\\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+print("go", flush=True)
+run(LocalWorkbook(path), mapping, pd.Timestamp(now), send, run_id=run_id)
+print("done", flush=True)
+"""
+
+
+def xlsx_state(path: Path) -> dict[str, list[list[Any]]]:
+    wb = openpyxl.load_workbook(path)
+    try:
+        out = {}
+        for ws in wb.worksheets:
+            rows = [list(r) for r in ws.iter_rows(values_only=True)]
+            while rows and all(v in (None, "") for v in rows[-1]):
+                rows.pop()
+            out[ws.title] = [[("" if v is None else v) for v in r] for r in rows]
+        return out
+    finally:
+        wb.close()
+
+
+class _Snapshots(LocalWorkbook):
+    """The .xlsx adapter, remembering the file after every committed transaction."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.states: list[dict] = []
+
+    @contextlib.contextmanager
+    def transaction(self, titles: list[str]):
+        with super().transaction(titles) as tx:
+            yield tx
+        self.states.append(xlsx_state(self.path))
+
+
+def _child(path: Path, log: Path, run_id: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(log), NOW.isoformat(), run_id],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _sigkill_cases(tmp_path: Path, mapping, kills: int, seed: int) -> None:
+    rng = Random(f"sigkill/{seed}")
+    source = write_book(tmp_path / "source.xlsx", team(seed, customers=60))
+    initial = xlsx_state(source)
+    ref = tmp_path / "ref.xlsx"
+    ref.write_bytes(source.read_bytes())
+    book = _Snapshots(ref)
+    run(book, mapping, NOW, Transport(), run_id="kill-test")
+    allowed = [initial, *book.states]
+    clean_final = book.states[-1]
+    # how long a child's run takes (after its imports), to spread the kills over it
+    timing = tmp_path / "timing.xlsx"
+    timing.write_bytes(source.read_bytes())
+    child = _child(timing, tmp_path / "timing.log", "kill-test")
+    assert child.stdout.readline().strip() == "go"
+    t0 = time.perf_counter()
+    child.wait(timeout=300)
+    span = time.perf_counter() - t0
+    assert child.returncode == 0, child.stderr.read()[-2000:]
+    clean_keys = {json.loads(line)["key"] for line in (tmp_path / "timing.log").read_text(encoding="utf-8").splitlines()}
+    found = []
+    for n in range(kills):
+        path, log = tmp_path / f"kill{n}.xlsx", tmp_path / f"kill{n}.log"
+        path.write_bytes(source.read_bytes())
+        child = _child(path, log, "kill-test")
+        assert child.stdout.readline().strip() == "go"
+        time.sleep(rng.uniform(0, span * 1.05))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+        COUNTS["sigkills"] += 1
+        try:
+            state = xlsx_state(path)
+        except Exception as exc:  # noqa: BLE001 - a workbook that no longer opens is the finding
+            found.append(f"kill {n}: the workbook does not open: {type(exc).__name__}: {exc}")
+            continue
+        if state not in allowed:
+            found.append(f"kill {n}: the workbook is neither the old, the written nor the final state")
+        sent = Transport()
+        run(LocalWorkbook(path), mapping, NOW, sent, run_id="rerun")
+        if comparable(xlsx_state(path)) != comparable(clean_final):
+            found.append(f"kill {n}: the rerun did not converge ({_first_difference(xlsx_state(path), clean_final)})")
+        keys = {json.loads(line)["key"] for line in log.read_text(encoding="utf-8").splitlines()} if log.exists() else set()
+        if keys | set(sent.delivered) != clean_keys:
+            found.append(f"kill {n}: messages (by idempotency key) differ from an uninterrupted run")
+        found += [f"kill {n}: duplicate key {k}" for k in duplicate_keys(xlsx_state(path), mapping, initial)]
+    COUNTS["losses_found"] += len(found)
+    assert not found, "\n".join(found)
+
+
+def test_sigkill_local_workbook_short(tmp_path, mapping):
+    _sigkill_cases(tmp_path, mapping, kills=5, seed=1)
+
+
+@pytest.mark.long
+def test_sigkill_local_workbook_long(tmp_path, mapping):
+    _sigkill_cases(tmp_path, mapping, kills=60, seed=2)
+

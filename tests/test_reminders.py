@@ -1,0 +1,704 @@
+"""リマインド (CONTRACT.md, リマインド and L-Step操作): series from the mappings, reschedules, cancels,
+the blacklist, the chase, idempotence, and a property test over random booking histories.
+
+Most tests run the whole pipeline (check → reconcile → the real compare-and-set writer) against an
+in-memory workbook, which is fast; one runs it on a real .xlsx.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.pipeline import run
+from tasks.check import check
+from tasks.frames import DATETIME, ROW, Frames
+from tasks.mapping import Mapping, MappingError, load_mapping
+from tasks.normalize import normalize_value, to_text
+from tasks.plan import Plan, combine
+from tasks.reconcile import reconcile
+from tasks.rules.alerts import booking_alerts, remembered_start_and_salesperson
+from tasks.rules.bookings import end_times
+from tasks.rules.reminders import reminders
+from tasks.workbooks.local import LocalWorkbook
+from tests.conftest import NOW, booking, customer, tab_records, team_tabs, write_book
+
+H = dt.timedelta(hours=1)
+D = dt.timedelta(days=1)
+MIN = dt.timedelta(minutes=1)
+T0 = NOW.tz_localize(None).to_pydatetime()  # 2026-11-20 10:00, naive JST as a sheet cell holds it
+START = dt.datetime(2026, 11, 27, 14, 0)  # a week ahead
+PROTECTED = ("3日前", "前日", "1時間前")
+
+
+# --------------------------------------------------------------------------- an in-memory workbook
+
+
+class MemoryBook:
+    """A workbook held as lists of cells, with the adapter interface the writer drives."""
+
+    def __init__(self, tabs: dict[str, list[list]]):
+        self.tabs = {title: [list(r) for r in rows] for title, rows in tabs.items()}
+
+    def read(self) -> dict[str, list[list[Any]]]:
+        return {title: [list(r) for r in rows] for title, rows in self.tabs.items()}
+
+    @contextmanager
+    def transaction(self, titles):
+        del titles
+        yield _Tx(self)
+
+    # test helpers
+    def records(self, title: str) -> list[dict]:
+        rows = self.tabs.get(title) or [[]]
+        header = rows[0]
+        return [dict(zip(header, r + [None] * (len(header) - len(r)), strict=False))
+                for r in rows[1:] if any(v not in (None, "") for v in r)]
+
+    def by_key(self, title: str) -> dict[str, dict]:
+        return {str(r[self.tabs[title][0][0]]): r for r in self.records(title)}
+
+    def set(self, title: str, key: str, header: str, value: Any) -> None:
+        rows = self.tabs[title]
+        col = rows[0].index(header)
+        for r in rows[1:]:
+            if r and str(r[0]) == key:
+                r.extend([None] * (col + 1 - len(r)))
+                r[col] = value
+                return
+        raise KeyError(key)
+
+    def delete(self, title: str, key: str) -> None:
+        self.tabs[title] = [r for i, r in enumerate(self.tabs[title]) if i == 0 or not r or str(r[0]) != key]
+
+    def add(self, title: str, row: list) -> None:
+        self.tabs[title].append(list(row))
+
+
+class _Tx:
+    def __init__(self, book: MemoryBook):
+        self.book = book
+
+    def headers(self):
+        return {t: _State(rows).header for t, rows in self.book.tabs.items()}
+
+    def change_structure(self, changes):
+        for change in changes:
+            rows = self.book.tabs.setdefault(change.title, [[]]) if change.new_tab else self.book.tabs[change.title]
+            if not rows:
+                rows.append([])
+            head = rows[0]
+            for offset, header in enumerate(change.headers):
+                col = change.start_col - 1 + offset
+                head.extend([None] * (col + 1 - len(head)))
+                head[col] = header
+
+    def states(self, titles):
+        return {t: _State(self.book.tabs[t]) for t in titles if t in self.book.tabs}
+
+    def write(self, writes):
+        for w in writes:
+            rows = self.book.tabs[w.title]
+            for row, col, value in w.cells:
+                while len(rows) < row:
+                    rows.append([])
+                r = rows[row - 1]
+                r.extend([None] * (col - len(r)))
+                r[col - 1] = _cell(value)
+            start = _State(rows).last_row
+            del rows[start:]
+            rows.extend([_cell(v) for v in values] for values in w.rows)
+            for row in w.deletes:
+                del rows[row - 1]
+
+
+class _State:
+    def __init__(self, rows: list[list]):
+        self.rows = rows
+        self.header = [unicodedata.normalize("NFKC", to_text(c)).strip() for c in rows[0]] if rows else []
+
+    def rows_of(self, col: int) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for i, r in enumerate(self.rows[1:], start=2):
+            text = unicodedata.normalize("NFKC", to_text(r[col - 1] if len(r) >= col else None)).strip()
+            if text:
+                found.setdefault(text, []).append(i)
+        return found
+
+    def value(self, row: int, col: int) -> Any:
+        r = self.rows[row - 1] if row <= len(self.rows) else []
+        return r[col - 1] if len(r) >= col else None
+
+    @property
+    def last_row(self) -> int:
+        row = len(self.rows)
+        while row > 1 and all(v in (None, "") for v in self.rows[row - 1]):
+            row -= 1
+        return row
+
+
+def _cell(value: Any) -> Any:
+    """As openpyxl would hand it back: naive JST date-times, plain values."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.timezone(dt.timedelta(hours=9))).replace(tzinfo=None)
+    return value
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def _this_concern_only(request, monkeypatch):
+    """Reconcile with this concern's rules only (fast); a test asking for `all_rules` runs them all."""
+    if "all_rules" not in request.fixturenames:
+        monkeypatch.setattr("tasks.reconcile.RULES", (end_times, *MINE))
+
+
+@pytest.fixture
+def all_rules():
+    """Every registered rule (tasks.reconcile.RULES as it is), to catch conflicts with other concerns."""
+
+
+class Outbox:
+    """The send function: records every notice id sent (a notice sent twice shows up twice)."""
+
+    def __init__(self):
+        self.ids: list[str] = []
+        self.messages: list[tuple[str, str, str]] = []
+
+    def __call__(self, recipient, title, body, key):
+        self.messages.append((recipient, title, body))
+
+    def record(self, summary) -> None:
+        for d in summary.deliveries:
+            if d.ok:
+                self.ids += list(d.notice_ids)
+
+
+def team(customers=None, bookings=None) -> MemoryBook:
+    customers = customers if customers is not None else [customer("C001")]
+    bookings = bookings if bookings is not None else [booking("R001", "C001", START)]
+    return MemoryBook(team_tabs(customers, bookings))
+
+
+def at(t: dt.datetime) -> pd.Timestamp:
+    return pd.Timestamp(t, tz="Asia/Tokyo")
+
+
+def step(book: MemoryBook, now: dt.datetime, mapping: Mapping, outbox: Outbox | None = None, **kw):
+    summary = run(book, mapping, at(now), outbox or Outbox(), **kw)
+    if outbox is not None:
+        outbox.record(summary)
+    return summary
+
+
+def plan_at(book: MemoryBook, now: dt.datetime, mapping: Mapping):
+    return reconcile(check(book.read(), mapping), at(now), mapping)
+
+
+def rems(book: MemoryBook) -> dict[str, dict]:
+    return book.by_key("リマインド")
+
+
+def states(book: MemoryBook, bid: str = "R001") -> dict[str, str]:
+    return {k.split(":", 1)[1]: r["状態"] for k, r in rems(book).items() if r["予約ID"] == bid}
+
+
+def ops(book: MemoryBook) -> dict[str, dict]:
+    """The リマインド削除 rows of L-Step操作 (other rules list their own work there too)."""
+    rows = book.by_key("L-Step操作") if "L-Step操作" in book.tabs else {}
+    return {k: r for k, r in rows.items() if r["操作"] == "リマインド削除"}
+
+
+def with_reminders(mapping: Mapping, **changes) -> Mapping:
+    data = mapping.model_dump(mode="json")
+    data["reminders"] = {**data["reminders"], **changes}
+    return Mapping.model_validate(data)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_new_active_booking_plans_every_step_of_every_series(mapping):
+    book = team()
+    step(book, T0, mapping)
+    r = rems(book)
+    assert set(r) == {"R001:挨拶:即時", *(f"R001:個別相談設定中:{s}" for s in PROTECTED)}
+    assert r["R001:挨拶:即時"]["送信予定日時"] == T0  # the moment the pipeline first sees it
+    assert r["R001:個別相談設定中:3日前"]["送信予定日時"] == START - 72 * H
+    assert r["R001:個別相談設定中:前日"]["送信予定日時"] == START - 24 * H
+    assert r["R001:個別相談設定中:1時間前"]["送信予定日時"] == START - H
+    for row in r.values():
+        assert (row["状態"], row["理由"], row["更新日時"]) == ("予定", "新規予約", T0)
+        assert (row["予約ID"], row["お客様番号"], row["営業担当"]) == ("R001", "C001", "佐藤")
+    assert {row["系列"] for row in r.values()} == {"挨拶", "個別相談設定中"}
+
+
+def test_a_step_already_past_when_planned_is_skipped(mapping):
+    book = team(bookings=[booking("R001", "C001", T0 + 2 * D)])  # 3日前 was yesterday
+    step(book, T0, mapping)
+    r = rems(book)["R001:個別相談設定中:3日前"]
+    assert (r["状態"], r["理由"]) == ("スキップ", "過去のため スキップ")
+    assert states(book) == {"挨拶:即時": "予定", "個別相談設定中:3日前": "スキップ",
+                            "個別相談設定中:前日": "予定", "個別相談設定中:1時間前": "予定"}
+
+
+def test_only_active_bookings_are_planned(mapping):
+    book = team(bookings=[booking("R001", "C001", START, "来店済み"), booking("R002", "C001", START, "キャンセル"),
+                          booking("R003", "C001", START, "仮予約中")])
+    step(book, T0, mapping)
+    assert {r["予約ID"] for r in rems(book).values()} == {"R003"}
+
+
+def test_a_past_planned_step_becomes_sent_before_anything_else_looks_at_it(mapping):
+    book = team()
+    step(book, T0, mapping)
+    later = START - 30 * H  # 3日前 has gone out; 前日 and 1時間前 have not
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, later, mapping)
+    r = rems(book)
+    assert (r["R001:挨拶:即時"]["状態"], r["R001:挨拶:即時"]["理由"]) == ("送信済", "送信時刻を過ぎたため 送信済")
+    assert r["R001:個別相談設定中:3日前"]["状態"] == "送信済"  # sent, so never 取消
+    assert r["R001:個別相談設定中:前日"]["状態"] == "取消"
+    assert "リマインド削除:R001:個別相談設定中:3日前" not in ops(book)  # nothing left to delete
+    assert r["R001:個別相談設定中:3日前"]["更新日時"] == later
+
+
+def test_the_greeting_is_planned_at_first_sight_and_never_twice(mapping):
+    book = team()
+    step(book, T0, mapping)
+    step(book, T0 + H, mapping)  # the greeting has gone out
+    book.set("予約", "R001", "開始日時", START + 2 * D)
+    step(book, T0 + 2 * H, mapping)
+    greetings = [k for k in rems(book) if ":挨拶:" in k]
+    assert greetings == ["R001:挨拶:即時"]
+    g = rems(book)["R001:挨拶:即時"]
+    assert (g["状態"], g["送信予定日時"]) == ("送信済", T0)
+
+
+# --------------------------------------------------------------------------- reschedules
+
+
+def test_reschedule_moves_pending_protected_steps_and_keeps_sent_ones(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "開始日時", START + 3 * D)
+    now = T0 + H
+    step(book, now, mapping)
+    r = rems(book)
+    for s in PROTECTED:
+        row = r[f"R001:個別相談設定中:{s}"]
+        assert row["状態"] == "予定" and row["理由"] == "日程変更" and row["更新日時"] == now
+    assert r["R001:個別相談設定中:前日"]["送信予定日時"] == START + 3 * D - 24 * H
+    assert r["R001:挨拶:即時"]["状態"] == "送信済"  # sent stays sent, unmoved
+    assert r["R001:挨拶:即時"]["送信予定日時"] == T0
+    assert not ops(book)
+
+
+def test_reschedule_to_an_earlier_time_skips_what_is_now_past_and_cancels_nothing(mapping):
+    book = team()
+    step(book, T0, mapping)
+    soon = T0 + 20 * H  # tomorrow 06:00: 3日前 and 前日 are already past at the new time
+    book.set("予約", "R001", "開始日時", soon)
+    step(book, T0 + H, mapping)
+    r = rems(book)
+    assert (r["R001:個別相談設定中:3日前"]["状態"], r["R001:個別相談設定中:3日前"]["理由"]) == (
+        "スキップ", "日程変更: 過去のため スキップ")
+    assert r["R001:個別相談設定中:前日"]["状態"] == "スキップ"
+    one_hour = r["R001:個別相談設定中:1時間前"]
+    assert (one_hour["状態"], one_hour["送信予定日時"]) == ("予定", soon - H)
+    assert "取消" not in {row["状態"] for row in r.values()}
+    assert not ops(book)
+
+
+def test_reschedule_while_a_step_was_pending_and_the_greeting_pending(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "開始日時", START + D)
+    step(book, T0, mapping)  # same moment: the greeting is still pending, and stays pending
+    g = rems(book)["R001:挨拶:即時"]
+    assert (g["状態"], g["送信予定日時"], g["理由"]) == ("予定", T0, "新規予約")
+
+
+def test_unreadable_start_is_an_error_and_changes_no_reminder(mapping):
+    book = team(bookings=[booking("R001", "C001", START), booking("R002", "C001", "11/30 14:00")])
+    step(book, T0, mapping)
+    assert "予約!R002!開始日時" in book.by_key("エラー")
+    assert {r["予約ID"] for r in rems(book).values()} == {"R001"}
+    before = rems(book)
+    book.set("予約", "R001", "開始日時", "来週のどこか")
+    step(book, T0 + H, mapping)
+    after = rems(book)
+    assert "予約!R001!開始日時" in book.by_key("エラー")
+    moved = {k for k in after if after[k]["送信予定日時"] != before[k]["送信予定日時"]}
+    assert not moved
+    assert {k for k in after if after[k]["状態"] != before[k]["状態"]} == {"R001:挨拶:即時"}  # only what was sent
+    book.set("予約", "R001", "開始日時", START + D)  # fixed: the steps follow the new time
+    step(book, T0 + 2 * H, mapping)
+    assert rems(book)["R001:個別相談設定中:前日"]["送信予定日時"] == START
+
+
+# --------------------------------------------------------------------------- cancels
+
+
+@pytest.mark.parametrize("status", ["キャンセル", "事前決済店舗都合キャンセル", "キャンセル料未払い"])
+def test_cancel_cancels_every_pending_step_and_lists_each_for_deletion(mapping, status):
+    book = team()
+    step(book, T0, mapping)
+    now = T0 + H
+    book.set("予約", "R001", "ステータス", status)
+    step(book, now, mapping)
+    r = rems(book)
+    assert r["R001:挨拶:即時"]["状態"] == "送信済"
+    for s in PROTECTED:
+        row = r[f"R001:個別相談設定中:{s}"]
+        assert (row["状態"], row["理由"], row["更新日時"]) == ("取消", "キャンセル", now)
+    listed = ops(book)
+    assert set(listed) == {f"リマインド削除:R001:個別相談設定中:{s}" for s in PROTECTED}
+    for op_id, op in listed.items():
+        rid = op_id.split(":", 1)[1]
+        assert (op["操作"], op["内容"], op["期限"], op["営業担当"]) == ("リマインド削除", rid, r[rid]["送信予定日時"], "佐藤")
+        assert op["お客様番号"] == "C001" and not op["対応済"]
+
+
+def test_a_pending_greeting_is_cancelled_too(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0, mapping)
+    assert set(states(book).values()) == {"取消"}
+    assert "リマインド削除:R001:挨拶:即時" in ops(book)
+
+
+def test_a_deleted_booking_row_counts_as_cancelled(mapping):
+    book = team(bookings=[booking("R001", "C001", START), booking("R002", "C001", START + D, 営業担当="鈴木")])
+    step(book, T0, mapping)
+    book.delete("予約", "R002")
+    step(book, T0 + H, mapping)
+    assert set(states(book, "R002").values()) == {"送信済", "取消"}
+    assert {v for k, v in states(book, "R002").items() if k.startswith("個別相談設定中")} == {"取消"}
+    assert set(states(book, "R001").values()) <= {"送信済", "予定"}
+    listed = ops(book)
+    assert len(listed) == 3 and {op["営業担当"] for op in listed.values()} == {"鈴木"}
+    assert not plan_at(book, T0 + H, mapping)
+
+
+def test_a_booking_id_on_two_rows_is_not_a_deleted_booking(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.add("予約", booking("R001", "C001", START))  # a copy-paste: the key is now ambiguous
+    step(book, T0 + H, mapping)
+    assert "取消" not in set(states(book).values())
+    assert not ops(book)
+
+
+def test_cancelled_steps_stay_cancelled(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping)
+    book.set("予約", "R001", "ステータス", "予約中来店前")
+    book.set("予約", "R001", "開始日時", START + D)
+    step(book, T0 + 2 * H, mapping)
+    assert {v for k, v in states(book).items() if k.startswith("個別相談設定中")} == {"取消"}
+
+
+# --------------------------------------------------------------------------- blacklist, menus, mapping
+
+
+def test_a_blacklisted_customer_gets_nothing_planned(mapping):
+    book = team(customers=[customer("C001", ブラックリストメモ="無断キャンセル3回"), customer("C002")],
+                bookings=[booking("R001", "C001", START), booking("R002", "C002", START)])
+    step(book, T0, mapping)
+    assert {r["予約ID"] for r in rems(book).values()} == {"R002"}
+
+
+def test_an_unknown_customer_gets_nothing_planned(mapping):
+    book = team(bookings=[booking("R001", "C999", START)])
+    step(book, T0, mapping)
+    assert rems(book) == {}
+
+
+def test_a_team_adds_a_step_and_a_series_without_code(mapping):
+    data = mapping.model_dump(mode="json")
+    series = data["reminders"]["series"]
+    series[1]["steps"].append({"name": "2日前朝", "days_before": 2, "at_time": "09:30"})
+    series.append({"name": "2回目案内", "menus": ["2回目面談"], "steps": [{"name": "前日", "hours_before": 24}]})
+    custom = with_reminders(mapping, series=series)
+    book = team(bookings=[booking("R001", "C001", START), booking("R002", "C001", START + D, メニュー="2回目面談")])
+    step(book, T0, custom)
+    r = rems(book)
+    assert r["R001:個別相談設定中:2日前朝"]["送信予定日時"] == dt.datetime(2026, 11, 25, 9, 30)
+    assert "R001:2回目案内:前日" not in r  # that series is for another menu
+    assert r["R002:2回目案内:前日"]["送信予定日時"] == START
+    book.set("予約", "R001", "開始日時", START + D)
+    step(book, T0 + H, custom)
+    assert rems(book)["R001:個別相談設定中:2日前朝"]["送信予定日時"] == dt.datetime(2026, 11, 26, 9, 30)
+
+
+def test_bad_reminder_mappings_are_refused(mapping):
+    with pytest.raises(MappingError, match="protected_series"):
+        _validated(mapping, protected_series="ない系列")
+    series = mapping.model_dump(mode="json")["reminders"]["series"]
+    series[1]["steps"].append({"name": "朝", "days_before": 1, "at_time": "9時"})
+    with pytest.raises(MappingError, match="HH:MM"):
+        _validated(mapping, series=series)
+
+
+def _validated(mapping: Mapping, **changes) -> Mapping:
+    from pydantic import ValidationError
+
+    from tasks.mapping import _explain
+
+    try:
+        return with_reminders(mapping, **changes)
+    except ValidationError as exc:
+        raise MappingError(_explain(exc)) from None
+
+
+# --------------------------------------------------------------------------- the chase
+
+
+def test_an_operation_not_done_an_hour_before_its_due_is_chased_once_to_salesperson_and_ops(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping)
+    op_id = "リマインド削除:R001:個別相談設定中:3日前"
+    due = START - 72 * H
+    outbox = Outbox()
+    step(book, due - 2 * H, mapping, outbox)
+    assert not [i for i in outbox.ids if i.startswith("chase:")]
+    step(book, due - H, mapping, outbox)
+    chased = sorted(i for i in outbox.ids if i.startswith("chase:"))
+    assert chased == [f"chase:{op_id}:佐藤", f"chase:{op_id}:運営"]
+    notices = book.by_key("通知")
+    assert notices[f"chase:{op_id}:佐藤"]["種別"] == mapping.templates["operation_due"].title
+    assert mapping.templates["operation_due"].urgent
+    assert "山田 太郎" in notices[f"chase:{op_id}:佐藤"]["本文"]
+    step(book, due - H / 2, mapping, outbox)
+    assert sorted(i for i in outbox.ids if i.startswith("chase:")) == chased  # once
+
+
+def test_a_done_operation_is_not_chased_and_urgent_ones_go_in_quiet_hours(mapping):
+    book = team(bookings=[booking("R001", "C001", dt.datetime(2026, 11, 23, 23, 0))])
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping)
+    book.set("L-Step操作", "リマインド削除:R001:個別相談設定中:3日前", "対応済", "TRUE")
+    outbox = Outbox()
+    night = dt.datetime(2026, 11, 22, 22, 30)  # quiet hours; 前日 (22:59 tonight) is due within the hour
+    step(book, night, mapping, outbox)
+    assert sorted(outbox.ids) == [f"chase:リマインド削除:R001:個別相談設定中:前日:{r}" for r in ("佐藤", "運営")]
+
+
+def test_a_cancel_within_the_hour_before_a_send_is_chased_in_the_same_run(mapping):
+    book = team()
+    step(book, T0, mapping)
+    now = START - H - dt.timedelta(minutes=20)  # 1時間前 goes out in 20 minutes
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    outbox = Outbox()
+    step(book, now, mapping, outbox)
+    assert sorted(outbox.ids) == [f"chase:リマインド削除:R001:個別相談設定中:1時間前:{r}" for r in ("佐藤", "運営")]
+    again = step(book, now, mapping, outbox)
+    assert not again.plan and len(outbox.ids) == 2
+
+
+def test_the_chase_looks_back_at_most_the_lookback(mapping):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping)
+    outbox = Outbox()
+    step(book, START + (mapping.lookback_days + 1) * D, mapping, outbox)
+    assert not outbox.ids
+
+
+# --------------------------------------------------------------------------- whole runs
+
+
+def test_two_runs_at_the_same_moment_send_each_notice_once_on_a_real_xlsx(tmp_path, mapping, all_rules):
+    path = write_book(tmp_path / "team.xlsx", team_tabs(
+        [customer("C001"), customer("C002", "鈴木", "花子", ブラックリストメモ="出禁")],
+        [booking("R001", "C001", START), booking("R002", "C001", T0 + 90 * MIN),
+         booking("R003", "C002", START)],
+    ))
+    outbox = Outbox()
+    first = run(LocalWorkbook(path), mapping, NOW, outbox)
+    outbox.record(first)
+    assert first.plan and outbox.ids
+    # R002 starts at 11:30: its 1時間前 (10:30) is pending; cancel it, and rerun twice at one moment
+    wb_rows = tab_records(path, "リマインド")
+    assert {r["リマインドID"] for r in wb_rows} >= {"R002:個別相談設定中:1時間前"}
+    tabs = LocalWorkbook(path).read()
+    header = tabs["予約"][0]
+    for row in tabs["予約"][1:]:
+        if row[0] == "R002":
+            row[header.index("ステータス")] = "キャンセル"
+    write_book(path, tabs)
+    for _ in range(2):
+        outbox.record(run(LocalWorkbook(path), mapping, NOW, outbox))
+    second = run(LocalWorkbook(path), mapping, NOW, outbox)
+    outbox.record(second)
+    assert not second.plan, second.plan
+    assert len(outbox.ids) == len(set(outbox.ids))
+    assert "chase:リマインド削除:R002:個別相談設定中:1時間前:運営" in outbox.ids
+    assert "alert:R003:blacklisted" in outbox.ids
+    states = {r["リマインドID"]: r["状態"] for r in tab_records(path, "リマインド")}
+    assert states["R002:個別相談設定中:1時間前"] == "取消"
+
+
+def test_baseline_records_deletions_as_done_and_the_next_run_is_quiet(mapping, all_rules):
+    book = team()
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    outbox = Outbox()
+    step(book, T0 + H, mapping, outbox, baseline=True)
+    assert not outbox.ids and all(op["対応済"] for op in ops(book).values())
+    assert not step(book, T0 + H, mapping, outbox).plan and not outbox.ids
+
+
+# --------------------------------------------------------------------------- the property
+#
+# Histories are long and many, so the property runs the rules on frames and applies each plan to
+# them as check would read it back (the round trip through a real sheet is covered above).
+
+
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "move", "salesperson", "actions", "cancel", "delete", "pass"]),
+        st.integers(0, 2),  # which booking
+        st.integers(-48, 400),  # hours: a start relative to now, or (a quarter of it) time passing
+    ),
+    min_size=1, max_size=8,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(events=EVENTS)
+def test_property_random_booking_histories(events):
+    """A protected step is 取消 only when its booking is cancelled, a sent step never changes, a
+    booking never has two greetings, and reconciling again right after applying changes nothing."""
+    mapping = _base_mapping()
+    frames = _base_frames(mapping)
+    now = at(T0)
+    cancelled: set[str] = set()
+    created: set[str] = set()
+    sent: dict[str, tuple] = {}
+    for action, which, hours in events:
+        bid = f"R{which}"
+        if action == "create":
+            if bid in created:
+                continue
+            frames = _with_booking(frames, mapping, bid, f"C00{1 + which % 2}", now + hours * pd.Timedelta(hours=1))
+            created.add(bid)
+        elif action == "pass":
+            now += abs(hours) * pd.Timedelta(minutes=15)
+        elif bid in created and bid not in cancelled:
+            if action == "delete":
+                frames = _edited(frames, "bookings", drop=bid)
+                cancelled.add(bid)
+            else:
+                field, value = {
+                    "move": ("start", now + hours * pd.Timedelta(hours=1)),
+                    "salesperson": ("salesperson", "鈴木" if hours % 2 else "佐藤"),
+                    "actions": ("run_actions", "実行しない" if hours % 2 else "実行する"),
+                    "cancel": ("status", "キャンセル"),
+                }[action]
+                frames = _edited(frames, "bookings", sets=[(bid, field, value)], mapping=mapping)
+                cancelled |= {bid} if action == "cancel" else set()
+        frames = _applied(frames, _mine(frames, now, mapping), mapping)
+        assert not _mine(frames, now, mapping), "a second reconcile changed something"
+        r = frames["reminders"].data
+        for rid, old in sent.items():
+            assert _kept(r.loc[rid]) == old, rid
+        for rid, row in r[r["state"] == "送信済"].iterrows():
+            sent.setdefault(rid, _kept(row))
+        protected = r[(r["series"] == mapping.reminders.protected_series) & (r["state"] == "取消")]
+        assert set(protected["booking_id"]) <= cancelled
+        greetings = r.loc[r["series"] == "挨拶", "booking_id"]
+        assert not greetings.duplicated().any()
+        assert set(r["booking_id"]) <= created
+
+
+def _kept(row) -> tuple:
+    return tuple(str(row[f]) for f in ("state", "send_at", "reason", "updated_at", "salesperson"))
+
+
+MINE = (reminders, booking_alerts, remembered_start_and_salesperson)
+
+
+def _mine(frames, now, mapping) -> Plan:
+    return combine([rule(frames, now, mapping) for rule in MINE])
+
+
+_BASE: dict = {}
+
+
+def _base_mapping() -> Mapping:
+    if "mapping" not in _BASE:
+        _BASE["mapping"] = load_mapping()
+    return _BASE["mapping"]
+
+
+def _base_frames(mapping):
+    if "frames" not in _BASE:
+        _BASE["frames"] = check(team_tabs([customer("C001"), customer("C002", 営業担当="鈴木")], []), mapping)
+    return _BASE["frames"]
+
+
+def _as_read(table, field: str, value, mapping):
+    column = table.spec.column(field)
+    vocab = tuple(mapping.vocab.get(column.vocab or "", ()))
+    return normalize_value(column.type, value, vocab=vocab, truths=mapping.check_truths)[0]
+
+
+def _edited(frames, name, *, sets=(), rows=(), drop=None, mapping=None) -> Frames:
+    """A copy of `frames` with cells set, rows added (key -> {field: value}) or a row dropped."""
+    t = frames[name]
+    data, raw, bad = t.data.copy(), t.raw.copy(), t.bad.copy()
+    for key, field, value in sets:
+        data.at[key, field] = _as_read(t, field, value, mapping)
+        raw.at[key, field] = value
+    if rows:
+        keys = pd.Index([k for k, _ in rows], name=data.index.name)
+        new = pd.DataFrame([{f: _as_read(t, f, v.get(f), mapping) for f in t.spec.fields} for _, v in rows], index=keys)
+        new[ROW] = range(len(data) + 2, len(data) + 2 + len(new))
+        data = pd.concat([data, new.astype(object)]) if len(data) else new
+        for f in t.spec.fields:
+            kind = t.spec.column(f).type
+            if kind == "datetime":
+                data[f] = pd.to_datetime(data[f], utc=True).dt.tz_convert("Asia/Tokyo").astype(DATETIME)
+            elif kind == "check":
+                data[f] = data[f].fillna(False).astype(bool)
+        raw = pd.concat([raw, pd.DataFrame([{f: v.get(f) for f in t.spec.fields} for _, v in rows], index=keys)])
+        bad = pd.concat([bad, pd.DataFrame(False, index=keys, columns=bad.columns)])
+    if drop is not None:
+        data, raw, bad = data.drop(index=drop), raw.drop(index=drop), bad.drop(index=drop)
+    tables = dict(frames.tables)
+    tables[name] = replace(t, data=data, raw=raw, bad=bad)
+    return Frames(tables, frames.problems)
+
+
+def _applied(frames, plan: Plan, mapping) -> Frames:
+    for name in plan.tabs:
+        sets = [(e.key, e.field, e.new) for e in plan.edits if e.tab == name]
+        rows = [(a.key, dict(a.values)) for a in plan.appends if a.tab == name]
+        frames = _edited(frames, name, sets=sets, rows=rows, mapping=mapping)
+    return frames
+
+
+def _with_booking(frames, mapping, bid, cid, start) -> Frames:
+    values = {"booking_id": bid, "customer_id": cid, "salesperson": "佐藤", "menu": "個別相談", "start": start,
+              "status": "予約中来店前", "run_actions": "実行する"}
+    return _edited(frames, "bookings", rows=[(bid, values)], mapping=mapping)
