@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import datetime as dt
 import gc
 import json
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -31,6 +33,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -244,8 +247,14 @@ def _quiet(*_: Any) -> None:
     """A transport that accepts every message (the benchmark sends nothing anywhere)."""
 
 
-def measure(size: int, *, seed: int = SEED, now: pd.Timestamp = NOW) -> dict[str, Any]:
-    """Time and peak memory of check + reconcile for one size, first and steady run (this process)."""
+def measure(size: int, *, seed: int = SEED, now: pd.Timestamp = NOW, steady: bool = True,
+            profile: int = 0) -> dict[str, Any]:
+    """Time and peak memory of check + reconcile for one size, first and steady run (this process).
+
+    `steady=False` skips the whole run that the steady figure needs (its writer is what takes long
+    at 100k). `profile=N` also profiles the first run and prints its N slowest functions of this
+    repository (cumulative) to stderr, so the figures on stdout stay JSON.
+    """
     from flows.pipeline import run
     from tasks.check import check
     from tasks.demo_data import generate_frames
@@ -276,25 +285,43 @@ def measure(size: int, *, seed: int = SEED, now: pd.Timestamp = NOW) -> dict[str
         del frames
         return plan
 
+    if profile:
+        profiled(tabs, mapping, now, profile)
     timed(tabs, "first")
+    out["reconcile_s"] = out["first"]["total_s"]
+    out["reconcile_cpu_s"] = out["first"]["cpu_s"]
+    out["peak_mb"] = out["first"]["peak_mb"]
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    if not steady:
+        return out
     book = MemoryWorkbook(tabs)
     del tabs
     run(book, mapping, now, _quiet)
     out["activity"] = staff_activity(book.tabs, seed=seed, now=now)
     timed(book.read(), "steady")
-    out["reconcile_s"] = out["first"]["total_s"]
     out["reconcile_steady_s"] = out["steady"]["total_s"]
-    out["reconcile_cpu_s"] = out["first"]["cpu_s"]
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     out["peak_mb"] = max(out["first"]["peak_mb"], out["steady"]["peak_mb"])
     return out
 
 
-def measure_in_subprocess(size: int, *, seed: int = SEED, timeout: float = 1800) -> dict[str, Any]:
+def profiled(raw: dict[str, list[list[Any]]], mapping: Any, now: pd.Timestamp, top: int) -> None:
+    """cProfile of check + reconcile; the `top` slowest functions of this repository to stderr."""
+    from tasks.check import check
+    from tasks.reconcile import reconcile
+
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: reconcile(check(raw, mapping), now, mapping))
+    stats = pstats.Stats(profiler, stream=sys.stderr)
+    stats.sort_stats("cumulative").print_stats(str(ROOT), top)
+
+
+def measure_in_subprocess(size: int, *, seed: int = SEED, steady: bool = True, timeout: float = 3600) -> dict[str, Any]:
     """measure() in a fresh interpreter, so each size's peak memory is its own."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.reconcile", "--one", str(size), "--seed", str(seed), "--json"],
+        [sys.executable, "-m", "bench.reconcile", "--one", str(size), "--seed", str(seed), "--json",
+         *([] if steady else ["--no-steady"])],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
     if done.returncode != 0:
@@ -306,7 +333,7 @@ def measure_in_subprocess(size: int, *, seed: int = SEED, timeout: float = 1800)
 def growth(results: list[dict[str, Any]], key: str = "reconcile_s") -> dict[str, float]:
     """Time ratios between consecutive sizes (10x more customers: ~10 is linear, ~100 quadratic)."""
     ok = [r for r in results if key in r]
-    return {f"{a['size']}->{b['size']}": round(b[key] / a[key], 2) for a, b in zip(ok, ok[1:], strict=False) if a[key]}
+    return {f"{a['size']}->{b['size']}": round(b[key] / a[key], 2) for a, b in pairwise(ok) if a[key]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,12 +342,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", type=int, help="measure one size in this process")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--no-steady", action="store_true", help="first run only (no whole run for the steady one)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="with --one: also print the N slowest functions of the first run to stderr")
     args = parser.parse_args(argv)
     if args.one is not None:
-        result = measure(args.one, seed=args.seed)
+        result = measure(args.one, seed=args.seed, steady=not args.no_steady, profile=args.profile)
         print(json.dumps(result, ensure_ascii=False))
         return 0
-    results = [measure_in_subprocess(n, seed=args.seed) for n in args.sizes]
+    results = [measure_in_subprocess(n, seed=args.seed, steady=not args.no_steady) for n in args.sizes]
     summary = {"results": results, "growth": growth(results), "growth_steady": growth(results, "reconcile_steady_s")}
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
@@ -330,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"{r['size']:>10} error: {r['error']}")
             continue
-        f, s = r["first"], r["steady"]
+        f, steady = r["first"], r.get("steady", {}).get("total_s", float("nan"))
         print(f"{r['size']:>10} {r['rows']['予約']:>9} {f['total_s']:>8.2f} {f['check_s']:>6.2f}+{f['rules_s']:<7.2f}"
-              f" {s['total_s']:>9.2f} {r['peak_mb']:>8.0f}")
+              f" {steady:>9.2f} {r['peak_mb']:>8.0f}")
     print("growth (first run):", summary["growth"], " steady:", summary["growth_steady"])
     return 0
 

@@ -5,11 +5,13 @@
        "naive": {…}, "gspread_dataframe": {…}, "demo": {…}, …}
 
 - reconcile_s / peak_mb: the pure steps (check + reconcile) on the generated workbook, first run,
-  in a fresh process (bench/reconcile.py; the steady run's figures are under "reconcile").
+  each time in a fresh process (bench/reconcile.py); with --repeat N the median of N (every run's
+  figures, and the steady run's, are under "reconcile").
 - ours / naive / gspread_dataframe: the same plan written three ways through the Sheets API
   stand-in while a person edits the sheet (bench/alternatives.py).
 - demo: whole-process wall time of `salesops reconcile --workbook demo.xlsx` (imports included), a
   first run and a second run with nothing to do, on the demo workbook (300 customers, seed 7).
+- load_average: before and after (the machine is shared: wall times hold other people's work too).
 Nothing here asserts on time: it measures and prints. The figures in bench/README.md were copied
 from this output by hand, with the command and the date.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,7 @@ CLI = "from flows.cli import main; main()"
 
 
 def demo_figures(customers: int = DEMO_CUSTOMERS, *, seed: int = SEED) -> dict[str, Any]:
-    """`salesops reconcile` as a person runs it on the demo workbook: two whole processes."""
+    """`salesops reconcile` as a person runs it on the demo workbook: two whole processes, and the imports alone."""
     from tasks.demo_data import make_team_workbook
 
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # the in-process path, no server
@@ -56,20 +59,52 @@ def demo_figures(customers: int = DEMO_CUSTOMERS, *, seed: int = SEED) -> dict[s
     return out
 
 
-def figures(size: int, *, seed: int = SEED, e2e: bool = True, demo: bool = True) -> dict[str, Any]:
+def _median(values: list[Any]) -> Any:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def pure_figures(size: int, *, seed: int, repeat: int, steady: bool) -> dict[str, Any]:
+    """`repeat` fresh processes of bench.reconcile; the medians, the first run's details, every run's figures."""
+    runs = [measure_in_subprocess(size, seed=seed, steady=steady) for _ in range(repeat)]
+    ok = [r for r in runs if "error" not in r]
+    out: dict[str, Any] = {**(ok[0] if ok else runs[0]), "runs": len(runs)}
+    for key in ("reconcile_s", "peak_mb", "reconcile_cpu_s", "reconcile_steady_s"):
+        out[f"{key}_runs"] = [r.get(key) for r in ok]
+        out[key] = _median(out[f"{key}_runs"])
+    if len(ok) < len(runs):
+        out["errors"] = [r["error"] for r in runs if "error" in r]
+    return out
+
+
+def demo_repeated(customers: int, *, seed: int, repeat: int) -> dict[str, Any]:
+    runs = [demo_figures(customers, seed=seed) for _ in range(repeat)]
+    out = {**runs[0]}
+    for key in ("first_s", "second_s", "imports_s"):
+        out[f"{key}_runs"] = [r.get(key) for r in runs]
+        out[key] = _median(out[f"{key}_runs"])
+    return out
+
+
+def figures(size: int, *, seed: int = SEED, e2e: bool = True, demo: bool = True, repeat: int = 1,
+            e2e_repeat: int | None = None, steady: bool = True, demo_customers: int = DEMO_CUSTOMERS) -> dict[str, Any]:
     from bench.alternatives import compare
 
-    pure = measure_in_subprocess(size, seed=seed)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    t0 = time.perf_counter()
+    pure = pure_figures(size, seed=seed, repeat=repeat, steady=steady)
     out: dict[str, Any] = {"size": size, "reconcile_s": pure.get("reconcile_s"), "peak_mb": pure.get("peak_mb"),
                            "reconcile": pure}
     if e2e:
-        both = compare(size, seed=seed)
+        both = compare(size, seed=seed, repeat=e2e_repeat or repeat)
         for name in ("ours", "naive", "gspread_dataframe"):
             out[name] = both.pop(name)
         out["e2e"] = both
     if demo:
-        out["demo"] = demo_figures(seed=seed)
-    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        out["demo"] = demo_repeated(demo_customers, seed=seed, repeat=repeat)
+    out["repeat"] = {"pure": repeat, "e2e": (e2e_repeat or repeat) if e2e else 0, "demo": repeat if demo else 0}
+    out["bench_s"] = round(time.perf_counter() - t0, 1)
+    out["load_average"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
     out["cpus"] = os.cpu_count()
     return out
 
@@ -81,8 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the JSON object only")
     parser.add_argument("--no-e2e", action="store_true", help="skip the stand-in comparison (slow at 100k)")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo's whole-process timing")
+    parser.add_argument("--no-steady", action="store_true",
+                        help="pure figures of the first run only (the steady one needs a whole run first: slow at 100k)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each timed part; times are the medians")
+    parser.add_argument("--e2e-repeat", type=int, help="runs of each writer (default: --repeat; its counts never vary)")
+    parser.add_argument("--demo-customers", type=int, default=DEMO_CUSTOMERS,
+                        help="customers in the demo workbook (the shipped demo: 300)")
     args = parser.parse_args(argv)
-    result = figures(args.size, seed=args.seed, e2e=not args.no_e2e, demo=not args.no_demo)
+    if min(args.size, args.repeat, args.demo_customers, 1 if args.e2e_repeat is None else args.e2e_repeat) < 1:
+        parser.error("--size, --repeat, --e2e-repeat and --demo-customers must be at least 1")
+    result = figures(args.size, seed=args.seed, e2e=not args.no_e2e, demo=not args.no_demo, repeat=args.repeat,
+                     e2e_repeat=args.e2e_repeat, steady=not args.no_steady, demo_customers=args.demo_customers)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0

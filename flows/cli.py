@@ -116,12 +116,44 @@ def digest(
         if os.environ.get("PREFECT_API_URL"):
             from flows.digest import digest_flow
 
-            summary = digest_flow(str(workbook), stamp.isoformat(), dry_run, str(routes) if routes else None)
+            summary = digest_flow(workbook=str(workbook), now=stamp.isoformat(), dry_run=dry_run,
+                                  routes=str(routes) if routes else None)
         else:
             summary = run(LocalWorkbook(workbook), mapping, stamp, send, dry_run=dry_run, plan_with=digest_plan)
     except (MappingError, InputError, FileNotFoundError, RouteConfigError) as exc:
         _fail(str(exc))
     print_summary(summary, mapping, console, show_diff=dry_run)
+
+
+@app.command()
+def setup(
+    requests_per_minute: int = typer.Option(
+        50, "--requests-per-minute", min=1, envvar="SALESOPS_SHEETS_PER_MINUTE",
+        help="Sheets requests a minute that every worker together may make (Google's quota: 60 per user)."),
+    credentials: Path = typer.Option(
+        None, "--credentials", help="Service-account JSON key to keep in the Prefect Secret block "
+        "salesops-google-credentials (deployments read it from there)."),
+    pool: str = typer.Option("salesops", help="The process work pool the deployments use."),
+) -> None:
+    """Create the Prefect work pool, the shared Sheets rate limit and the key's Secret block (idempotent)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.setup import SECRET, ensure_setup, rate_limit_shape
+    from tasks.workbooks.credentials import CredentialsError, load_key
+
+    if not PREFECT_API_URL.value():
+        _fail("set PREFECT_API_URL to the Prefect server's API (e.g. http://127.0.0.1:4200/api)")
+    try:
+        if credentials is not None:
+            load_key(credentials)  # a bad key fails here, in plain words, before it is stored
+        result = ensure_setup(requests_per_minute, pool=pool, credentials=credentials)
+    except CredentialsError as exc:
+        _fail(str(exc))
+    slots, decay = rate_limit_shape(requests_per_minute)
+    console.print(f"work pool {result.pool} (process)")
+    console.print(f"rate limit {result.limit}: {requests_per_minute} Sheets requests a minute "
+                  f"({slots} slot, {decay:.3g} freed a second)")
+    console.print(f"secret block {SECRET}: " + ("stored" if result.secret else "unchanged (no --credentials)"))
 
 
 def run_and_report(
@@ -139,19 +171,21 @@ def run_and_report(
         mapping = load_mapping(mappings)
         send = sender(routes)
         book = open_google(google.pop("spreadsheet"), mapping=mapping, **google)[0] if google else LocalWorkbook(workbook)
-        if google and not merge:  # in-process: the credentials stay in this process
-            summary = run(book, mapping, now, send, dry_run=dry_run, baseline=baseline)
-        elif merge:
+        if merge:
             from flows.merge import merge_flow, run_merge
 
             if os.environ.get("PREFECT_API_URL"):
                 summary = merge_flow(workbook=str(workbook), now=now.isoformat(), dry_run=dry_run)
             else:
                 summary = run_merge(book, mapping, now, send, dry_run=dry_run)
-        elif os.environ.get("PREFECT_API_URL"):
+        elif os.environ.get("PREFECT_API_URL"):  # a tracked flow run, still in this process (and its credentials)
             from flows.reconcile import reconcile_flow
 
-            summary = reconcile_flow(str(workbook), now.isoformat(), dry_run, baseline)
+            sheets = {"spreadsheet": ",".join(f"{a}={i}" for a, i in book.spreadsheets.items()),
+                      "credentials": google.get("credentials"), "sheets_endpoint": google.get("endpoint")} if google else {}
+            summary = reconcile_flow(
+                workbook=None if google else str(workbook), now=now.isoformat(), dry_run=dry_run, baseline=baseline,
+                mappings=str(mappings) if mappings else None, routes=str(routes) if routes else None, **sheets)
         else:
             summary = run(book, mapping, now, send, dry_run=dry_run, baseline=baseline)
     except (MappingError, InputError, FileNotFoundError, SheetsError, CredentialsError, RouteConfigError) as exc:

@@ -8,6 +8,7 @@ Prefect's models would drop, and every entrypoint that does not resolve to a flo
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def check_prefect_yaml(path: Path | str) -> list[str]:
         limit = deployment.get("concurrency_limit")
         if isinstance(limit, dict):
             problems += _unknown(limit, ConcurrencyLimitSpec, f"{where}.concurrency_limit")
-        problems += _entrypoint(path.parent, deployment.get("entrypoint"), where)
+        problems += _entrypoint(path.parent, deployment, where)
     try:
         PrefectYamlModel.model_validate(data)
     except ValueError as exc:
@@ -47,7 +48,9 @@ def _unknown(section: Any, model: type, where: str) -> list[str]:
     return [f"{where}: unknown key {k!r} (Prefect would ignore it)" for k in section if k not in _allowed(model)]
 
 
-def _entrypoint(root: Path, entrypoint: str | None, where: str) -> list[str]:
+def _entrypoint(root: Path, deployment: dict, where: str) -> list[str]:
+    """The entrypoint resolves to a flow that takes every parameter given (else every run is refused)."""
+    entrypoint = deployment.get("entrypoint")
     if not entrypoint or ":" not in entrypoint:
         return [f"{where}: entrypoint must be 'path/to/file.py:flow_function'"]
     file, func = entrypoint.rsplit(":", 1)
@@ -60,4 +63,8 @@ def _entrypoint(root: Path, entrypoint: str | None, where: str) -> list[str]:
     flow = getattr(module, func, None)
     if flow is None or not hasattr(flow, "fn"):
         return [f"{where}: {func} in {file} is not a Prefect flow"]
-    return []
+    accepted = set(inspect.signature(flow.fn).parameters)
+    given = [(where, deployment.get("parameters") or {})]
+    given += [(f"{where}.schedules[{i}]", s.get("parameters") or {}) for i, s in enumerate(deployment.get("schedules") or [])]
+    return [f"{at}: parameter {name!r} is not a parameter of {func}" for at, params in given for name in params
+            if name not in accepted]

@@ -18,7 +18,7 @@ from tasks.frames import Frames, Problem
 from tasks.mapping import Mapping
 from tasks.plan import Plan
 from tasks.reconcile import reconcile
-from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded
+from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded, with_attempts
 from tasks.workbooks.port import ApplyReport, RunInfo, Workbook, apply_plan
 
 Step = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -61,18 +61,23 @@ def reconcile_step(frames: Frames, now: pd.Timestamp, mapping: Mapping, baseline
     return (plan_with or reconcile)(frames, now, mapping, baseline=baseline)
 
 
-def write_step(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo) -> ApplyReport:
-    return apply_plan(book, plan, mapping, run)
+def write_step(book: Workbook, frames: Frames, plan: Plan, mapping: Mapping, run: RunInfo) -> tuple[ApplyReport, pd.DataFrame]:
+    """The plan and the attempt of every notice due, in one write: a notice is on the sheet before it is sent.
 
-
-def tell_step(book: Workbook, frames: Frames, plan: Plan, mapping: Mapping, run: RunInfo, send) -> list[Delivery]:
+    Returns the report and the notices to send (those whose attempt the writer did not skip).
+    """
     rows = due(frames, plan, run.now, mapping)
+    record, rows = attempt(rows, run.now)
+    report = apply_plan(book, with_attempts(plan, record), mapping, run)
+    return report, recorded(rows, report.skipped, mapping)
+
+
+def tell_step(book: Workbook, frames: Frames, rows: pd.DataFrame, mapping: Mapping, run: RunInfo, send) -> list[Delivery]:
+    """Send, then mark each notice 送信済 or 失敗 (a second write, only when something was sent)."""
     if rows.empty:
         return []
-    record, rows = attempt(rows, run.now)  # the attempt is on the sheet before anything is sent
-    rows = recorded(rows, apply_plan(book, record, mapping, run, structure=False).skipped, mapping)
     deliveries = deliver(rows, bind(send, frames))
-    apply_plan(book, marks(rows, deliveries, frames, run.now), mapping, run, structure=False)
+    apply_plan(book, marks(rows, deliveries), mapping, run, structure=False)
     return deliveries
 
 
@@ -100,6 +105,6 @@ def run(
     )
     if dry_run:
         return summary
-    summary.report = step(write_step)(book, plan, mapping, info)
-    summary.deliveries = step(tell_step)(book, frames, plan, mapping, info, send)
+    summary.report, outgoing = step(write_step)(book, frames, plan, mapping, info)
+    summary.deliveries = step(tell_step)(book, frames, outgoing, mapping, info, send)
     return summary

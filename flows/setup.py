@@ -34,13 +34,18 @@ class SetupResult:
 def rate_limit_shape(per_minute: int) -> tuple[int, float]:
     """(slots, decay per second) so that no 60-second window holds more than `per_minute` requests.
 
-    One slot that refills every 60/per_minute seconds: a strict, smooth cap (bursts would let two
-    windows' worth through at a minute's edge).
+    One slot that refills every 60/per_minute seconds: a strict, smooth cap (a bucket of N slots
+    would let a burst of N through at a minute's edge, then N more). Prefect frees whole slots only
+    (floor of decay x seconds since the limit last changed, and a refused attempt is a change), so
+    the pace under contention is a little slower than `per_minute`, never faster.
     """
+    if per_minute < 1:
+        raise ValueError("the Sheets rate limit needs at least 1 request a minute")
     return 1, per_minute / 60
 
 
 def ensure_setup(per_minute: int = 50, pool: str = POOL, credentials: Path | None = None) -> SetupResult:
+    """Create what is missing and bring the limit to `per_minute`; running it again changes nothing."""
     slots, decay = rate_limit_shape(per_minute)
     with get_client(sync_client=True) as client:
         try:

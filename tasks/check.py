@@ -26,6 +26,8 @@ def check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
     problems: list[Problem] = []
     for name, spec in mapping.tabs.items():
         rows = raw_tabs.get(spec.title)
+        if rows is not None and spec.kind == "pipeline" and not any(to_text(v).strip() for r in rows for v in r):
+            rows = None  # a pipeline tab a person emptied is as good as missing: the write gives it its headers
         if rows is None and spec.kind == "staff":
             raise InputError(f"タブ『{spec.title}』がありません (tab {spec.title!r} is missing)")
         table, found = _table(name, spec, rows, mapping)

@@ -19,7 +19,8 @@ from tasks.rules.common import new_row
 PENDING, SENT, FAILED = "未送信", "送信済", "失敗"
 
 _EMAIL = re.compile(r"([^\s@、。,;:()（）<>]{1,64})@([^\s@、。,;:()（）<>]+\.[A-Za-z]{2,})")
-_PHONE = re.compile(r"(?<![\dA-Za-z])(\+?\d[\d\- ‐－ー()（）]{7,}\d)(?![\dA-Za-z])")
+# A phone number starts with 0 (domestic) or + (international): a date (2026-11-20 10:00) or an id does not.
+_PHONE = re.compile(r"(?<![\dA-Za-z])((?:[+＋]\d|[0０])[\d\- ‐－ー()（）]{7,}\d)(?![\dA-Za-z])")
 
 
 def mask(text: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -104,6 +104,18 @@ def attempt(rows: pd.DataFrame, now: pd.Timestamp) -> tuple[Plan, pd.DataFrame]:
     for f in ("attempts", "sent_at", "state"):
         rows[f"raw_{f}"] = rows[f]
     return Plan(edits=tuple(edits)), rows
+
+
+def with_attempts(plan: Plan, record: Plan) -> Plan:
+    """The plan with the attempt record folded in: a new notice is appended already attempted."""
+    fresh = {a.key: a for a in plan.appends if a.tab == "outbox"}
+    changes: dict[str, dict] = {}
+    for e in record.edits:
+        if e.key in fresh:
+            changes.setdefault(e.key, {})[e.field] = e.new
+    appends = tuple(a.with_values(**changes[a.key]) if a.tab == "outbox" and a.key in changes else a for a in plan.appends)
+    edits = tuple(e for e in record.edits if e.key not in fresh)
+    return replace(plan, appends=appends) | Plan(edits=edits)
 
 
 def recorded(rows: pd.DataFrame, skipped: list, mapping: Mapping) -> pd.DataFrame:

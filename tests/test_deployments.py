@@ -52,3 +52,13 @@ def test_misspelt_work_pool_key_and_bad_entrypoint_are_caught(tmp_path):
     problems = check_prefect_yaml(_with(tmp_path, typos))
     assert any("work_queue" in p for p in problems), problems
     assert any("no_such_flow" in p for p in problems), problems
+
+
+def test_parameter_the_flow_does_not_take_is_caught(tmp_path):
+    def typos(data):
+        data["deployments"][0]["parameters"]["dryrun"] = True
+        data["deployments"][2]["schedules"][0]["parameters"] = {"bussiness_hours": "09:00-18:00"}
+
+    problems = check_prefect_yaml(_with(tmp_path, typos))
+    assert any("'dryrun' is not a parameter of reconcile_flow" in p for p in problems), problems
+    assert any("schedules[0]" in p and "bussiness_hours" in p for p in problems), problems

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
+import yaml
+from prefect import Flow
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.digest import digest_flow
 from flows.pipeline import run
 from tasks.check import check
 from tasks.rules.digest import digest, digest_plan, open_items
@@ -122,3 +126,13 @@ def test_salesops_digest_command_through_a_route(tmp_path, mapping):
         assert "L-Step操作" in json.loads(req["body"])["message"]
     finally:
         receiver.close()
+
+
+def test_the_daily_digest_deployment_fits_the_flow():
+    """prefect.yaml's daily-digest: its entrypoint is a Prefect flow that takes every parameter it is given."""
+    root = Path(__file__).resolve().parent.parent
+    [deployment] = [d for d in yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
+                    if d["name"] == "daily-digest"]
+    assert deployment["entrypoint"] == "flows/digest.py:digest_flow" and isinstance(digest_flow, Flow)
+    parameters = digest_flow.validate_parameters(deployment["parameters"])  # raises on a parameter the flow lacks
+    assert parameters["max_lateness_minutes"] == 60 and parameters["dry_run"] is False

@@ -218,9 +218,9 @@ def test_the_request_budget_holds_whatever_the_number_of_rows(standin, mapping):
     large = counted_runs(standin, mapping, many)
     for first, second in (small, large):
         assert first["read_step"] == 2  # metadata + one batchGet
-        assert first["write_step"] == 2  # re-read + one batchUpdate, new tabs and columns in it
+        assert first["write_step"] == 2  # re-read + one batchUpdate: new tabs and columns, the outbox's attempts in it
         assert first["read_step"] + first["write_step"] <= 5  # the budget for a run that changes
-        assert first["tell_step"] == 4  # outbox: record before sending, mark after (re-read + write each)
+        assert first["tell_step"] == 2  # after sending: re-read + one write marking 送信済
         assert sum(second.values()) == 2  # nothing changed: metadata + one batchGet
     assert small == large  # the same, for 4 bookings or 90
 
@@ -334,7 +334,7 @@ def test_faults_at_every_request_position_end_complete_or_clean_and_a_rerun_conv
     final = cells(standin, clean)
     allowed = [*states.seen[1:], final]  # never half: as before a write, or after it
     positions = standin.count(spreadsheet_id=clean)
-    assert positions >= 7  # read 2, write 2, tell 4 (record, mark)
+    assert positions >= 6  # read 2, write 2 (the attempts in it), tell 2 (mark 送信済)
     cases = [(p, k) for p in range(1, positions + 1) for k in FAULTS]
     writes = [i + 1 for i, r in enumerate(r for r in standin.requests if r["spreadsheet_id"] == clean)
               if r["verb"] == "spreadsheets.batchUpdate"]

@@ -31,19 +31,21 @@ class FakeLStep:
         self.friends: dict[str, set[str]] = {U1: set(), U2: {"101", "103"}}
         self.log: list[tuple[str, str, dict | None, float]] = []
         self.faults: list[tuple[str, int]] = []  # (path prefix, status) answered once each, in order
+        self.retry_after = "0"  # seconds, on every fault
+        self.clock = time.monotonic  # what each logged request is stamped with
         self.lock = threading.Lock()
 
     def handle(self, method: str, target: str, auth: str, body: dict | None) -> tuple[int, dict, dict]:
         url = urlsplit(target)
         path = unquote(url.path).removeprefix("/v2/api")
         with self.lock:
-            self.log.append((method, path, body, time.monotonic()))
+            self.log.append((method, path, body, self.clock()))
             if auth != f"Bearer {TOKEN}":
                 return 401, {"message": "Unauthenticated."}, {}
             for i, (prefix, status) in enumerate(self.faults):
                 if path.startswith(prefix):
                     del self.faults[i]
-                    return status, {"message": "Too Many Attempts."}, {"Retry-After": "0"}
+                    return status, {"message": "Too Many Attempts."}, {"Retry-After": self.retry_after}
             if method == "GET" and path == "/tags":
                 items = sorted(self.tags.items())
                 start = int(parse_qs(url.query).get("cursor", ["0"])[0])
@@ -146,12 +148,30 @@ def test_tag_ids_from_the_mapping_skip_the_lookup(mapping, lstep):
     assert not [p for _, p, _, _ in lstep.log if p == "/tags"]
 
 
+class VirtualClock:
+    """The client's clock and sleep: time passes only when the client waits, so spacing is exact."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def test_too_many_requests_is_retried_after_retry_after(mapping, lstep):
     lstep.faults = [("/friends", 429), ("/friends", 503)]
-    with LStepClient(TOKEN, lstep.url) as client:
+    lstep.retry_after = "2"
+    clock = VirtualClock()
+    with LStepClient(TOKEN, lstep.url, clock=clock, sleep=clock.sleep) as client:
         client.add_tags(U1, ["102"])
     assert lstep.friends[U1] == {"102"}
     assert [p for _, p, _, _ in lstep.log] == [f"/friends/{U1}/tags"] * 3
+    assert clock.sleeps == [2.0, 2.0]  # Retry-After, each time (it is longer than the pacing interval)
 
 
 def test_a_refused_token_stops_the_apply(mapping, lstep):
@@ -163,11 +183,14 @@ def test_a_refused_token_stops_the_apply(mapping, lstep):
 
 
 def test_requests_are_spaced_to_the_rate_limit(lstep):
-    with LStepClient(TOKEN, lstep.url, requests_per_second=20) as client:
+    clock = VirtualClock()
+    lstep.clock = clock  # the server stamps each request with the client's clock
+    with LStepClient(TOKEN, lstep.url, requests_per_second=20, clock=clock, sleep=clock.sleep) as client:
         for _ in range(5):
             client.add_tags(U1, ["101"])
     times = [t for _, _, _, t in lstep.log]
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.04
+    assert len(times) == 5 and times[0] == 0
+    assert [round(b - a, 9) for a, b in itertools.pairwise(times)] == [0.05] * 4
 
 
 def test_the_command_line_applies_and_records(mapping, lstep, tmp_path):

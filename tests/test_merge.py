@@ -1,27 +1,32 @@
-"""The merge of approved duplicates on a real .xlsx: order, nothing lost, all or nothing, resumable."""
+"""The merge of approved duplicates on a real .xlsx and on the Sheets stand-in: the contract's order, nothing lost,
+each step whole or waiting, resumable after a crash at any write."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
 import openpyxl
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.merge import run_merge
 from flows.pipeline import run
 from tasks.check import check
-from tasks.plan import Delete, Plan
+from tasks.plan import Plan
 from tasks.rules.duplicates import duplicate_candidates
-from tasks.rules.merge import REFERRING, merge_approved
+from tasks.rules.merge import STEPS, merge_approved
+from tasks.workbooks.google import Backoff, GoogleWorkbook, SheetsError
 from tasks.workbooks.local import LocalWorkbook
-from tasks.workbooks.port import RunInfo, apply_plan
 from tests.conftest import CUSTOMER_HEADERS, NOW, booking, customer, tab_records, team_tabs, write_book
+from tests.sheets_standin import SheetsStandin, service_account_info
 
 LINE_2, LINE_3 = "U" + "2" * 32, "U" + "3" * 32
 SENT: list = []
+BEARER = {"Authorization": "Bearer test"}
 RESULT_TABS = ("顧客", "予約", "リマインド", "決済リンク依頼", "L-Step操作", "重複候補", "統合履歴")
 
 
@@ -74,6 +79,10 @@ def merged_pair(tmp_path_factory, mapping) -> dict:
 
 
 def pair_book(tmp_path, mapping):
+    return write_book(tmp_path / "pair.xlsx", pair_tabs(mapping))
+
+
+def pair_tabs(mapping) -> dict[str, list[list]]:
     """C001 (a phone booking) and C002 (a LINE friend): the same 山田太郎; C002 survives (LINE)."""
     tabs = team_tabs(
         [
@@ -92,7 +101,7 @@ def pair_book(tmp_path, mapping):
     )
     tabs |= related(mapping, ["C001", "C002"])
     tabs[mapping.tabs["duplicates"].title] = pipeline_tab(mapping, "duplicates", [candidate("C001", "C002", "C002")])
-    return write_book(tmp_path / "pair.xlsx", tabs)
+    return tabs
 
 
 def records(path, title: str, key: str | None = None) -> dict[str, dict]:
@@ -161,6 +170,18 @@ def test_merge_moves_everything_to_the_survivor_and_loses_nothing(pair, mapping)
     assert any(r["タブ"] == "顧客" and r["キー"] == "C001" and r["項目"] == "(行削除)" for r in log)
 
 
+@pytest.mark.parametrize(("sei", "mei", "filled"), [
+    (None, None, {"family_kana": "ヤマダ", "given_kana": "タロウ"}),
+    ("ヤマダ", None, {}),  # half a reading is the survivor's to complete, not the merge's
+])
+def test_a_reading_is_filled_whole_or_not_at_all(pair, mapping, sei, mei, filled):
+    set_cell(pair, "顧客", "C002", "セイ", sei)
+    set_cell(pair, "顧客", "C002", "メイ", mei)
+    plan = merge_plan_of(pair, mapping)
+    changed = {e.field: e.new for e in plan.edits if e.key == "C002" and not e.check_only}
+    assert {f: v for f, v in changed.items() if f.endswith("_kana")} == filled
+
+
 def test_a_second_merge_run_writes_nothing(pair, mapping):
     run_merge(LocalWorkbook(pair), mapping, NOW, send)
     before = pair.read_bytes()
@@ -190,34 +211,69 @@ def test_names_that_differ_now_are_not_merged_whatever_the_row_says(pair, mappin
     assert not merge_plan_of(pair, mapping)
 
 
-# --------------------------------------------------------------------------- all or nothing
+# --------------------------------------------------------------------------- a person edits meanwhile
+
+
+class Person(LocalWorkbook):
+    """The .xlsx adapter while a person types into one cell just after the run's `at`-th read."""
+
+    def __init__(self, path, at: int, edit: tuple):
+        super().__init__(path)
+        self.at, self.edit, self.reads, self.edited = at, edit, 0, None
+
+    def read(self):
+        raw = super().read()
+        self.reads += 1
+        if self.reads == self.at:
+            set_cell(self.path, *self.edit)
+            self.edited = state_of(self.path)
+        return raw
+
+
+STEP_FACTS = {  # what each step leaves on the sheet, for `pair`
+    "history": lambda s: [r["統合元"] for r in s["統合履歴"]] == ["C001"],
+    "moved": lambda s: all(r["お客様番号"] != "C001" for t in ("予約", "リマインド", "決済リンク依頼", "L-Step操作")
+                           for r in s[t]),
+    "survivor": lambda s: any(r["お客様番号"] == "C002" and "夫婦で参加希望" in r.get("個別メモ", "") for r in s["顧客"]),
+    "removed": lambda s: all(r["お客様番号"] != "C001" for r in s["顧客"]),
+    "marked": lambda s: [r["状態"] for r in s["重複候補"]] == ["統合済"],
+}
+
+
+def landed(state: dict) -> list[str]:
+    return [step for step in STEPS if STEP_FACTS[step](state)]
 
 
 @pytest.mark.parametrize(
-    ("title", "key", "header", "value"),
+    ("at", "title", "key", "header", "value"),
     [
-        ("顧客", "C001", "個別メモ", "夫婦で参加希望。来月引っ越し"),  # the source
-        ("顧客", "C002", "電話番号", "03-9999-0000"),  # the survivor
-        ("予約", "R011", "お客様番号", "C009"),  # a booking being moved
-        ("重複候補", "C001~C002", "承認", ""),  # the approval withdrawn
+        (1, "顧客", "C001", "個別メモ", "夫婦で参加希望。来月引っ越し"),  # the source, before its snapshot
+        (2, "予約", "R011", "お客様番号", "C009"),  # a booking being moved
+        (3, "顧客", "C002", "電話番号", "03-9999-0000"),  # the survivor, before it is filled
+        (3, "顧客", "C001", "個別メモ", "夫婦で参加希望。来月引っ越し"),  # the source, after its snapshot
+        (4, "重複候補", "C001~C002", "承認", ""),  # the approval withdrawn before the source leaves
     ],
 )
-def test_a_staff_edit_after_the_read_makes_the_whole_merge_wait(pair, mapping, title, key, header, value):
-    book = LocalWorkbook(pair)
-    plan = merge_plan_of(pair, mapping)
-    set_cell(pair, title, key, header, value)  # a person, between the run's read and its write
-    edited = state_of(pair)
-    report = apply_plan(book, plan, mapping, RunInfo("t", NOW))
-    assert report.cells_written == 0 and report.rows_added == 0 and report.rows_deleted == 0
-    assert any(s.why == "group waits" for s in report.skipped)
-    assert state_of(pair) == edited
+def test_a_staff_edit_after_the_read_makes_the_merge_wait(pair, mapping, at, title, key, header, value):
+    person = Person(pair, at, (title, key, header, value))
+    summary = run_merge(person, mapping, NOW, send)
+    assert any(s.why == "group waits" for s in summary.report.skipped)
+    assert state_of(pair) == person.edited  # the pass that read before the edit wrote nothing
+    assert landed(person.edited) == list(STEPS[:at - 1])  # nor did any later one
+    run_merge(LocalWorkbook(pair), mapping, NOW, send)  # the next run sees the edit
     if header == "承認":
+        assert set(records(pair, "顧客")) == {"C001", "C002"} and landed(state_of(pair)) == list(STEPS[:3])
         return
-    run_merge(book, mapping, NOW, send)  # the next run sees the edit and merges
-    assert set(records(pair, "顧客")) == {"C002"}
+    assert landed(state_of(pair)) == list(STEPS)
+    survivor = records(pair, "顧客")["C002"]
     snapshot = json.loads(tab_records(pair, "統合履歴")[0]["統合元の全項目"])
     if key == "C001":
-        assert snapshot[header] == value and records(pair, "顧客")["C002"]["個別メモ"].endswith(value)
+        assert survivor["個別メモ"] == f"平日夜のみ可\n{value}"
+        assert snapshot[header] == (value if at == 1 else "夫婦で参加希望")
+    if key == "C002":
+        assert survivor[header] == value
+    if key == "R011":
+        assert records(pair, "予約")["R011"]["お客様番号"] == "C009"  # the person's choice stands
 
 
 # --------------------------------------------------------------------------- chains
@@ -254,6 +310,7 @@ def test_a_chain_ends_with_one_survivor(chain, mapping, runs):
     assert set(customers) == {"C003"}
     assert customers["C003"]["個別メモ"].split("\n") == ["C", "B", "A"]
     assert customers["C003"]["電話番号"] == "090-1234-5678"
+    assert (customers["C003"]["姓"], customers["C003"]["名"]) == ("山田太郎", None)  # a name is never "filled" to 山田太郎太郎
     assert {r["お客様番号"] for r in tab_records(chain, "予約")} == {"C003"}
     for title in ("リマインド", "決済リンク依頼", "L-Step操作"):
         assert {r["お客様番号"] for r in tab_records(chain, title)} == {"C003"}, title
@@ -272,48 +329,119 @@ def test_a_chain_ends_with_one_survivor(chain, mapping, runs):
 # --------------------------------------------------------------------------- interrupted, then resumed
 
 
-ORDER = ("history", "moved", "filled", "tags", "memos", "deleted", "merged")  # the contract's order
+class Crash(BaseException):
+    """The process dies here (a BaseException: no `except Exception` on the way catches it)."""
 
 
-def step_of(change) -> str:
-    """Which step of a merge a change of its plan belongs to."""
-    if change.tab == "merges":
-        return "history"
-    if change.tab in REFERRING:
-        return "moved"
-    if change.tab == "duplicates":
-        return "merged"
-    if isinstance(change, Delete):
-        return "deleted"
-    return {"tags": "tags", "caution_memo": "memos", "blacklist_memo": "memos", "memo": "memos"}.get(
-        change.field, "filled")
+class DiesWriting(LocalWorkbook):
+    """The .xlsx adapter on a machine that dies during its `at`-th write: that write never reaches
+    the file (the adapter replaces it atomically), the writes before it have."""
+
+    def __init__(self, path, at: int):
+        super().__init__(path)
+        self.at, self.writes = at, 0
+
+    @contextlib.contextmanager
+    def transaction(self, titles):
+        with super().transaction(titles) as tx:
+            yield tx
+            self.writes += tx.dirty
+            if tx.dirty and self.writes == self.at:
+                raise Crash(f"killed during write {self.at}")
 
 
-def steps_before(n: int):
-    return lambda change: ORDER.index(step_of(change)) < n
-
-
-CRASHES = {  # what had landed when the run died
-    **{f"after {ORDER[n - 1]}": steps_before(n) for n in range(1, len(ORDER))},
-    "all but the link maker's spreadsheet": lambda c: c.tab != "payment_links",
-}
-
-
-@pytest.mark.parametrize("crash", list(CRASHES))
-def test_a_merge_interrupted_at_each_step_completes_exactly_once(pair, mapping, merged_pair, crash):
-    expected = merged_pair
-    book = LocalWorkbook(pair)
-    plan = merge_plan_of(pair, mapping)
-    landed = CRASHES[crash]
-    apply_plan(book, Plan(
-        edits=tuple(e for e in plan.edits if e.check_only or landed(e)),
-        appends=tuple(a for a in plan.appends if landed(a)),
-        deletes=tuple(d for d in plan.deletes if landed(d)),
-    ), mapping, RunInfo("crashed", NOW))
-    assert state_of(pair) != expected
-    run_merge(book, mapping, NOW, send)
-    assert state_of(pair) == expected  # nothing lost, nothing twice (one 統合履歴 row, memos joined once)
+@pytest.mark.parametrize("at", range(1, len(STEPS) + 1))
+def test_a_merge_interrupted_at_each_step_completes_exactly_once(pair, mapping, merged_pair, at):
+    with pytest.raises(Crash):
+        run_merge(DiesWriting(pair, at), mapping, NOW, send)
+    assert landed(state_of(pair)) == list(STEPS[:at - 1])  # the contract's order, step by step
+    run_merge(LocalWorkbook(pair), mapping, NOW, send)
+    assert state_of(pair) == merged_pair  # nothing lost, nothing twice (one 統合履歴 row, memos joined once)
     assert not merge_plan_of(pair, mapping)
+
+
+def test_the_steps_of_an_uninterrupted_merge_are_one_write_each(pair, mapping):
+    book = DiesWriting(pair, 0)
+    summary = run_merge(book, mapping, NOW, send)
+    assert book.writes == len(STEPS) and summary.report.rows_deleted == 1 and not summary.report.skipped
+
+
+def test_a_merge_begun_towards_a_survivor_no_longer_approved_waits(chain, mapping):
+    with pytest.raises(Crash):
+        run_merge(DiesWriting(chain, 2), mapping, NOW, send)  # 統合履歴: C001 → C003, C002 → C003
+    set_cell(chain, "重複候補", "C002~C003", "承認", "")  # then staff take B~C back
+    before = state_of(chain)
+    summary = run_merge(LocalWorkbook(chain), mapping, NOW, send)
+    assert state_of(chain) == before and any("waits" in line for line in summary.plan.log)
+    set_cell(chain, "重複候補", "C002~C003", "承認", "TRUE")
+    run_merge(LocalWorkbook(chain), mapping, NOW, send)
+    assert set(records(chain, "顧客")) == {"C003"}
+
+
+# --------------------------------------------------------------------------- on Google Sheets, across spreadsheets
+
+
+def placed(mapping, **where: str):
+    """The mappings with some tabs in another spreadsheet (by alias)."""
+    tabs = {name: tab.model_copy(update={"spreadsheet": where[name]}) if name in where else tab
+            for name, tab in mapping.tabs.items()}
+    return mapping.model_copy(update={"tabs": tabs})
+
+
+def google_pair(standin: SheetsStandin, mapping, case: str) -> GoogleWorkbook:
+    """`pair` in its spreadsheets on the stand-in, small grids (it renders every grid cell)."""
+    alias_of = {spec.title: spec.spreadsheet for spec in mapping.tabs.values()}
+    ids = {alias: f"1Merge{alias}{case}" for alias in sorted(set(alias_of.values()), key=lambda a: a != "main")}
+    tabs = pair_tabs(mapping)
+    for alias, sid in ids.items():
+        standin.add_spreadsheet(sid, {t: rows for t, rows in tabs.items() if alias_of[t] == alias})
+        meta = requests.get(f"{standin.url}/v4/spreadsheets/{sid}", headers=BEARER, timeout=10).json()
+        small = [{"updateSheetProperties": {
+            "properties": {"sheetId": s["properties"]["sheetId"], "gridProperties": {"rowCount": 12, "columnCount": 26}},
+            "fields": "gridProperties(rowCount,columnCount)"}} for s in meta["sheets"]]
+        requests.post(f"{standin.url}/v4/spreadsheets/{sid}:batchUpdate", json={"requests": small}, headers=BEARER,
+                      timeout=10).raise_for_status()
+    standin.reset_counts()
+    return GoogleWorkbook(ids, service_account_info(standin.url), endpoint=standin.url, mapping=mapping,
+                          timeout=(2, 10), backoff=Backoff(attempts=3, sleep=lambda _s: None))
+
+
+def google_state(standin: SheetsStandin, book: GoogleWorkbook) -> dict:
+    """Like `state_of`, over every spreadsheet."""
+    out = {}
+    for title in RESULT_TABS:
+        sid = book.spreadsheets[book.alias_of(title)]
+        try:
+            rows = standin.tab_values(sid, title)
+        except KeyError:
+            rows = []
+        rows = [r for r in rows if any(v not in (None, "") for v in r)]
+        out[title] = [{h: v for h, v in zip(rows[0], r, strict=False) if v not in (None, "")} for r in rows[1:]]
+    for row in out["統合履歴"]:  # a run that stopped after adding the pipeline's columns to 顧客 snapshots them, blank
+        row["統合元の全項目"] = {k: v for k, v in json.loads(row["統合元の全項目"]).items() if v}
+    return out
+
+
+def test_on_google_sheets_a_merge_stopped_at_every_write_keeps_the_order_and_completes(mapping):
+    """Three spreadsheets: the logs (変更履歴, 統合履歴), which the adapter writes last, and the link
+    maker's (決済リンク依頼). Written step by step, the source never leaves 顧客 before its snapshot."""
+    layout = placed(mapping, merges="logs", changelog="logs", payment_links="links")
+    with SheetsStandin() as standin:
+        clean = google_pair(standin, layout, "clean")
+        run_merge(clean, layout, NOW, send)
+        expected = google_state(standin, clean)
+        writes = standin.count("spreadsheets.batchUpdate")
+        assert writes > len(STEPS)  # some steps write several spreadsheets
+        for at in range(1, writes + 1):
+            book = google_pair(standin, layout, str(at))
+            for retry in range(3):  # every attempt of that write fails: the run stops there
+                standin.inject(at + retry, "503", verb="spreadsheets.batchUpdate")
+            with pytest.raises(SheetsError):
+                run_merge(book, layout, NOW, send)
+            done = landed(google_state(standin, book))
+            assert done == list(STEPS[:len(done)]), at
+            run_merge(book, layout, NOW, send)
+            assert google_state(standin, book) == expected, at
 
 
 # --------------------------------------------------------------------------- with the whole pipeline

@@ -1,30 +1,40 @@
 """Notifications through Apprise to a local HTTP receiver: routing, one message, once, retries.
 
 The receiver is a real HTTP server on loopback started by the test. json:// and form:// point at
-it directly; the LINE and Slack plugins have fixed endpoints, so the test points their class
-attribute at it (`LinePush.notify_url`, `NotifySlack.webhook_url`): the request Apprise builds is
-the one LINE or Slack would get. The receiver plays LINE's retry-key rule: a push whose
-X-Line-Retry-Key was already accepted gets 409 with X-Line-Accepted-Request-Id.
+it directly. The LINE and Slack plugins have fixed https endpoints and Apprise 1.13 has no option
+to change a plugin's host, so the receiver is also the HTTPS proxy the test's environment names
+(`https_proxy`): it answers the CONNECT for api.line.me or hooks.slack.com itself, with a
+certificate from a throwaway CA that `REQUESTS_CA_BUNDLE` makes trusted. Nothing in Apprise or in
+our code is patched: the request that arrives is the one LINE or Slack would get, over TLS. The
+receiver plays LINE's retry-key rule: a push whose X-Line-Retry-Key was already accepted gets 409
+with X-Line-Accepted-Request-Id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import ssl
+import tempfile
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pandas as pd
 import pytest
-from apprise.plugins.slack import NotifySlack
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flows.pipeline import run
+from flows.sources import sender as flow_sender
 from tasks.notify import (
     DeliveryError,
-    LinePush,
     RouteConfigError,
     Router,
     Routes,
@@ -38,27 +48,80 @@ from tasks.outbox import mask
 from tasks.tell import console
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, STAFF_HEADERS, booking, customer, tab_records, team_tabs, write_book
-from tests.test_payment_links import links_only
+from tests.test_payment_links import append_row, links_only
 
 LINE_TOKEN = "AbC+dEf/GhI123=="  # channel tokens carry / + =
 GROUP = "C0123456789abcdef0123456789abcdef"
 HELD = dt.datetime(2026, 11, 19, 14, 0)
+LINE_PUSH = "api.line.me/v2/bot/message/push"  # where Apprise's line:// posts
+SLACK = "hooks.slack.com/services/"  # where Apprise's slack:// webhook mode posts
+SERVICE_HOSTS = ("api.line.me", "hooks.slack.com")
+
+
+def tls_for(hosts: tuple[str, ...], folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for `hosts`, signed by a throwaway CA; and the CA's file for REQUESTS_CA_BUNDLE."""
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(subject, issuer, key, signer, ca: bool, extra=()):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+             .not_valid_after(now + dt.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, content_commitment=False,
+                                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                          encipher_only=False, decipher_only=False), critical=True)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+        for ext in extra:
+            b = b.add_extension(ext, critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "salesops test CA")])
+    ca = cert(ca_name, ca_name, ca_key, ca_key, True)
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]), ca_name, leaf_key, ca_key, False, (
+        x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]),
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+    ))
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (folder / "leaf.key").write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "leaf.pem", folder / "leaf.key")
+    return context, folder / "ca.pem"
 
 
 class Receiver:
-    """What arrived, by path; `fail(path_prefix, n)` answers the next n requests there with 500."""
+    """What arrived (`host` + `path`); `fail(prefix, n)` answers the next n requests there with 500.
+
+    Also an HTTPS proxy for SERVICE_HOSTS only (`proxy_env()`): a CONNECT is answered here, never
+    forwarded, so nothing leaves the machine.
+    """
 
     def __init__(self):
         self.requests: list[dict] = []
         self.failures: dict[str, int] = {}
         self.accepted_keys: set[str] = set()
         self.lock = threading.Lock()
+        self.folder = tempfile.TemporaryDirectory()
+        self.tls, self.ca_file = tls_for(SERVICE_HOSTS, Path(self.folder.name))
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 receiver.handle(self, body)
+
+            def do_CONNECT(self):
+                if self.path.rsplit(":", 1)[0] not in SERVICE_HOSTS:
+                    self.send_error(403)
+                    return
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                Handler(receiver.tls.wrap_socket(self.connection, server_side=True), self.client_address, self.server)
+                self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -69,19 +132,23 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def proxy_env(self) -> dict[str, str]:
+        return {"https_proxy": f"http://{self.base}", "REQUESTS_CA_BUNDLE": str(self.ca_file)}
+
     def fail(self, prefix: str, times: int = 1):
         self.failures[prefix] = times
 
     def handle(self, h: BaseHTTPRequestHandler, body: str):
         with self.lock:
-            record = {"path": h.path, "headers": dict(h.headers.items()), "body": body, "status": 200}
+            url = f"{h.headers.get('Host', '')}{h.path}"
+            record = {"url": url, "path": h.path, "headers": dict(h.headers.items()), "body": body, "status": 200}
             self.requests.append(record)
-            prefix = next((p for p in self.failures if h.path.startswith(p) and self.failures[p] > 0), None)
+            prefix = next((p for p in self.failures if self._match(record, p) and self.failures[p] > 0), None)
             if prefix is not None:
                 self.failures[prefix] -= 1
                 record["status"] = 500
                 return self._answer(h, 500, b'{"message":"boom"}')
-            if h.path.startswith("/v2/bot/message/push"):
+            if url.startswith(LINE_PUSH):
                 key = h.headers.get("X-Line-Retry-Key")
                 if key in self.accepted_keys:
                     record["status"] = 409
@@ -90,9 +157,13 @@ class Receiver:
                 if key:
                     self.accepted_keys.add(key)
                 return self._answer(h, 200, b"{}")
-            if h.path.startswith("/slack"):
+            if url.startswith(SLACK):
                 return self._answer(h, 200, b"ok")  # Slack's webhook answers the literal text ok
             return self._answer(h, 200, b"{}")
+
+    @staticmethod
+    def _match(record: dict, prefix: str) -> bool:
+        return record["path"].startswith(prefix) or record["url"].startswith(prefix)
 
     @staticmethod
     def _answer(h, status, payload, headers=None):
@@ -104,21 +175,25 @@ class Receiver:
         h.wfile.write(payload)
 
     def at(self, prefix: str, status: int | None = 200) -> list[dict]:
-        return [r for r in self.requests if r["path"].startswith(prefix) and (status is None or r["status"] == status)]
+        return [r for r in self.requests if self._match(r, prefix) and (status is None or r["status"] == status)]
 
     def line_texts(self, status: int | None = 200) -> list[str]:
-        return ["\n".join(m["text"] for m in json.loads(r["body"])["messages"]) for r in self.at("/v2/bot/message/push", status)]
+        return ["\n".join(m["text"] for m in json.loads(r["body"])["messages"]) for r in self.at(LINE_PUSH, status)]
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+        self.folder.cleanup()
 
 
 @pytest.fixture
 def receiver(monkeypatch):
+    """The receiver, and this test's environment sending LINE's and Slack's https traffic to it."""
     r = Receiver()
-    monkeypatch.setattr(LinePush, "notify_url", f"http://{r.base}/v2/bot/message/push")
-    monkeypatch.setattr(NotifySlack, "webhook_url", f"http://{r.base}/slack")
+    for var in ("HTTPS_PROXY", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in r.proxy_env().items():
+        monkeypatch.setenv(var, value)
     yield r
     r.close()
 
@@ -198,6 +273,21 @@ def test_nothing_configured_is_the_console(capsys):
     assert "本文" in capsys.readouterr().out
 
 
+def test_the_flows_sender_is_the_configured_routing(tmp_path, monkeypatch, receiver):
+    """flows.sources.sender(): what every flow and the failure hook use; no argument needed."""
+    for var in [v for v in os.environ if v.startswith("SALESOPS_ROUTE")]:
+        monkeypatch.delenv(var)
+    assert flow_sender() is console
+    (tmp_path / "routes.yaml").write_text(f"routes:\n  運営: json://{receiver.base}/hook/ops\n", encoding="utf-8")
+    monkeypatch.setenv("SALESOPS_ROUTES", str(tmp_path / "routes.yaml"))
+    flow_sender()("運営", "実行エラー", "from the file", "k1")
+    assert flow_sender(tmp_path / "routes.yaml") is not console
+    monkeypatch.delenv("SALESOPS_ROUTES")
+    monkeypatch.setenv("SALESOPS_ROUTE_OPS", f"json://{receiver.base}/hook/env")
+    flow_sender()("ops", "実行エラー", "from the environment", "k2")
+    assert [json.loads(r["body"])["message"] for r in receiver.at("/hook/")] == ["from the file", "from the environment"]
+
+
 def test_resolution_of_names_roles_channels_and_default():
     staff = pd.DataFrame({"role": ["営業", "運営", "運営", "運営", "営業"], "channel": ["sato", "ops", "ops2", "ops", "https://x"],
                           "active": [True, True, True, False, True]}, index=["佐藤", "田中", "中村", "小林", "加藤"])
@@ -221,7 +311,7 @@ def test_resolution_of_names_roles_channels_and_default():
 def test_line_push_is_built_as_the_messaging_api_wants(receiver):
     routes = load_routes(None, {"LINE_TOKEN": LINE_TOKEN, "SALESOPS_ROUTE_G": f"line://${{LINE_TOKEN}}/{GROUP}"})
     Router(routes)("g", "決済リンク作成依頼", "本文" + "あ" * 6000, "k1")
-    [req] = receiver.at("/v2/bot/message/push")
+    [req] = receiver.at(LINE_PUSH)
     assert req["headers"]["Authorization"] == f"Bearer {LINE_TOKEN}"
     assert req["headers"]["X-Line-Retry-Key"] == retry_key("k1", GROUP) == str(uuid.UUID(retry_key("k1", GROUP)))
     payload = json.loads(req["body"])
@@ -229,7 +319,7 @@ def test_line_push_is_built_as_the_messaging_api_wants(receiver):
     assert all(m["type"] == "text" and len(m["text"]) <= 5000 for m in payload["messages"])
     assert payload["messages"][0]["text"].startswith("決済リンク作成依頼")
     Router(routes)("g", "t", "same delivery again", "k1")  # LINE answers 409: already delivered, not a failure
-    assert [r["status"] for r in receiver.at("/v2/bot/message/push", None)] == [200, 409]
+    assert [r["status"] for r in receiver.at(LINE_PUSH, None)] == [200, 409]
 
 
 def test_slack_json_and_chatwork_form_requests(receiver):
@@ -240,7 +330,7 @@ def test_slack_json_and_chatwork_form_requests(receiver):
     r = Router(load_routes(None, env))
     for name in ("s", "j", "c"):
         r(name, "件名", "本文です", "key-1")
-    [slack] = receiver.at("/slack/T000/B000/XXXXXXXX")
+    [slack] = receiver.at(SLACK + "T000/B000/XXXXXXXX")
     assert slack_text(slack) == "本文です"
     [js] = receiver.at("/hook/j")
     assert json.loads(js["body"])["message"] == "本文です" and js["headers"]["Idempotency-Key"] == "key-1"
@@ -273,7 +363,7 @@ def test_one_message_per_recipient_and_nothing_twice_across_reruns(tmp_path, map
     texts = receiver.line_texts()
     assert len(texts) == 1  # 高橋: three requests, one LINE push
     assert all(f"R00{i}" in texts[0] for i in (1, 2, 3))
-    assert len(receiver.at("/slack")) == 1  # 運営: one message
+    assert len(receiver.at(SLACK)) == 1  # 運営: one message
     first = len(receiver.requests)
     go(path, mapping, router, full=True)
     go(path, mapping, router)
@@ -282,11 +372,24 @@ def test_one_message_per_recipient_and_nothing_twice_across_reruns(tmp_path, map
 
 
 def test_masked_in_what_arrives(tmp_path, mapping, receiver, env):
-    phone = "090-1234-5678"
-    path = workbook(tmp_path, [won("R001", プラン=f"電話 {phone} の方")])
+    phone, email = "090-1234-5678", "taro.yamada@example.com"
+    path = workbook(tmp_path, [won("R001", プラン=f"電話 {phone} / {email} の方")])
     go(path, mapping, sender(None, env))
     [text] = receiver.line_texts()
-    assert phone not in text and mask(phone) in text
+    assert phone not in text and mask(phone) == "090-****-5678" and mask(phone) in text
+    assert email not in text and "t***@example.com" in text
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("電話 090-1234-5678", "電話 090-****-5678"),
+    ("０９０－１２３４－５６７８", "０９０－****－５６７８"),
+    ("+81 90-1234-5678", "+81 9*-****-5678"),
+    ("+819012345678", "+819*****5678"),
+    ("taro.yamada+x@example.co.jp に連絡", "t***@example.co.jp に連絡"),
+    ("開始 2026-11-20 10:00（予約 R20261120001, ID 1234567890）", "開始 2026-11-20 10:00（予約 R20261120001, ID 1234567890）"),
+])
+def test_masking_hides_phones_and_emails_not_dates_or_ids(text, masked):
+    assert mask(text) == masked
 
 
 def test_one_message_urgent_first(tmp_path, mapping, receiver, env):
@@ -296,7 +399,7 @@ def test_one_message_urgent_first(tmp_path, mapping, receiver, env):
     tabs = team_tabs([customer("C001")], []) | {"通知": outbox}
     path = write_book(tmp_path / "t.xlsx", tabs)
     go(path, mapping, sender(None, env))
-    [slack] = receiver.at("/slack")
+    [slack] = receiver.at(SLACK)
     text = json.dumps(json.loads(slack["body"]), ensure_ascii=False)
     assert text.index("至急") < text.index("ふつう")
     assert {k: v[0] for k, v in states(path).items()} == {"n1": "送信済", "n2": "送信済"}
@@ -305,7 +408,7 @@ def test_one_message_urgent_first(tmp_path, mapping, receiver, env):
 def test_a_5xx_leaves_failed_and_the_next_run_delivers(tmp_path, mapping, receiver, env):
     path = workbook(tmp_path, [won("R001")])
     router = sender(None, env)
-    receiver.fail("/v2/bot/message/push")
+    receiver.fail(LINE_PUSH)
     summary = go(path, mapping, router)
     assert summary.failed >= 1
     state, attempts, error = states(path)["payment_link_requested:PL-R001"]
@@ -318,14 +421,14 @@ def test_a_5xx_leaves_failed_and_the_next_run_delivers(tmp_path, mapping, receiv
 def test_bounded_retries_then_ops_is_told_once(tmp_path, mapping, receiver, env):
     path = workbook(tmp_path, [won("R001")])
     router = sender(None, env)
-    receiver.fail("/v2/bot/message/push", 99)
+    receiver.fail(LINE_PUSH, 99)
     for _ in range(mapping.max_send_attempts + 2):
         go(path, mapping, router)
     rows = states(path)
     assert rows["payment_link_requested:PL-R001"][:2] == ("失敗", mapping.max_send_attempts)
-    assert len(receiver.at("/v2/bot/message/push", None)) == mapping.max_send_attempts  # bounded
+    assert len(receiver.at(LINE_PUSH, None)) == mapping.max_send_attempts  # bounded
     assert rows["send_failed:payment_link_requested:PL-R001"][0] == "送信済"
-    told = [slack_text(r) for r in receiver.at("/slack")]
+    told = [slack_text(r) for r in receiver.at(SLACK)]
     assert sum("payment_link_requested:PL-R001" in t for t in told) == 1  # 運営, once
 
 
@@ -350,17 +453,15 @@ def test_crash_between_send_and_mark_line_drops_the_repeat_slack_at_most_once_mo
     router = sender(None, env)
     with pytest.raises(KeyboardInterrupt):
         go(path, mapping, CrashAfter(router, "高橋"))  # 運営 (Slack) then 高橋 (LINE) sent, nothing marked
-    assert len(receiver.line_texts()) == 1 and len(receiver.at("/slack")) == 1
+    assert len(receiver.line_texts()) == 1 and len(receiver.at(SLACK)) == 1
     assert states(path)["payment_link_requested:PL-R001"][:2] == ("未送信", 1)  # attempted, outcome unknown
-    from tests.test_payment_links import append_row
-
     append_row(path, "予約", won("R003"))  # something new for 高橋 before the rerun
     go(path, mapping, router, now=NOW + pd.Timedelta(minutes=10))
-    pushes = receiver.at("/v2/bot/message/push", None)
+    pushes = receiver.at(LINE_PUSH, None)
     assert [p["status"] for p in pushes] == [200, 409, 200]  # the batch in doubt again, same key: dropped
     assert pushes[0]["headers"]["X-Line-Retry-Key"] == pushes[1]["headers"]["X-Line-Retry-Key"]
     assert "R003" in receiver.line_texts()[-1] and "R001" not in receiver.line_texts()[-1]
-    slack = receiver.at("/slack")
+    slack = receiver.at(SLACK)
     assert len(slack) == 2 and slack_text(slack[0]) == slack_text(slack[1])  # no key: once more, never more
     assert all(s == "送信済" for s, _, _ in states(path).values())
     go(path, mapping, router, now=NOW + pd.Timedelta(minutes=20))
@@ -383,3 +484,35 @@ def test_staff_without_a_route_fail_visibly(tmp_path, mapping, receiver, env):
     go(path, mapping, sender(None, env))
     state, _, error = states(path)["payment_link_requested:PL-R001"]
     assert state == "失敗" and re.search("nowhere.*設定されていません", error)
+
+
+# --------------------------------------------------------------------------- on a real Prefect server
+
+
+@pytest.mark.e2e
+def test_digest_flow_on_prefect_reads_the_route_secret_from_a_secret_block(tmp_path, receiver, monkeypatch):
+    """The daily-digest deployment's flow, run by Prefect; the LINE token only in a Secret block."""
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.digest import digest_flow
+    from tests.test_digest import op
+    from tests.test_digest import workbook as digest_workbook
+
+    path = digest_workbook(tmp_path, operations=[op("OP1", "佐藤")])
+    for var in [v for v in os.environ if v.startswith("SALESOPS_ROUTE")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("SALESOPS_ROUTE_SATO", f"line://${{secret:salesops-line-token}}/{GROUP}")
+    with prefect_test_harness(server_startup_timeout=120):
+        Secret(value=LINE_TOKEN).save("salesops-line-token")
+        summary = digest_flow(workbook=str(path), now="2026-11-20T18:00+09:00")
+        again = digest_flow(workbook=str(path), now="2026-11-20T18:30+09:00")
+        with get_client(sync_client=True) as client:
+            published = {a.key for a in client.read_artifacts()}
+    assert {"digest-summary", "digest-changes"} <= published
+    [push] = receiver.at(LINE_PUSH)
+    assert push["headers"]["Authorization"] == f"Bearer {LINE_TOKEN}"
+    assert "L-Step操作" in receiver.line_texts()[0] and json.loads(push["body"])["to"] == GROUP
+    assert (summary.sent, again.sent) == (1, 0)
+    assert {r["通知ID"]: r["状態"] for r in tab_records(path, "通知")} == {"digest:佐藤:2026-11-20": "送信済"}

@@ -12,16 +12,18 @@ import pandas as pd
 import pytest
 import yaml
 
-import flows.pipeline as pipeline
 from flows.pipeline import run
+from tasks.a1 import a1
 from tasks.check import check
 from tasks.mapping import load_mapping
 from tasks.reconcile import reconcile
 from tasks.rules.errors import error_rows
 from tasks.rules.payment_links import payment_links
 from tasks.tell import failed_notices
+from tasks.workbooks.google import Backoff, GoogleWorkbook
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, STAFF_HEADERS, booking, customer, tab_records, team_tabs, write_book
+from tests.sheets_standin import SheetsStandin, service_account_info
 
 HELD = dt.datetime(2026, 11, 19, 14, 0)  # yesterday's meeting
 LINK = "https://pay.example.com/l/09012345678"  # digits a phone mask would eat
@@ -138,13 +140,28 @@ def test_won_booking_makes_one_request_to_the_link_maker(tmp_path, mapping, outb
     assert notices(path)["payment_link_requested:PL-R001"]["状態"] == "送信済"
 
 
-def test_never_two_across_reruns_sorts_and_a_crash_before_telling(tmp_path, mapping, outbox, monkeypatch):
+class DiesAfterTheWrite:
+    """A workbook whose process dies right after the plan is written: the tell step never starts."""
+
+    def __init__(self, path: Path):
+        self.book = LocalWorkbook(path)
+
+    def read(self):
+        return self.book.read()
+
+    @contextlib.contextmanager
+    def transaction(self, titles):
+        with self.book.transaction(titles) as tx:
+            yield tx
+        raise SystemExit("killed")  # the write landed; nothing is sent
+
+
+def test_never_two_across_reruns_sorts_and_a_crash_before_telling(tmp_path, mapping, outbox):
     path = book(tmp_path, [won("R001"), won("R002", "C002", 営業担当="鈴木")])
-    with monkeypatch.context() as m:  # the run dies after writing, before telling
-        m.setattr(pipeline, "tell_step", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
-        with pytest.raises(SystemExit):
-            go(path, mapping, outbox)
+    with pytest.raises(SystemExit):
+        run(DiesAfterTheWrite(path), mapping, NOW, outbox, plan_with=links_only)
     assert set(requests(path)) == {"PL-R001", "PL-R002"} and outbox.sent == []
+    assert {n["状態"] for n in notices(path).values()} == {"未送信"}  # recorded, not yet sent
     reverse_rows(path, "予約")
     reverse_rows(path, "決済リンク依頼")
     go(path, mapping, outbox, full=True)
@@ -347,69 +364,29 @@ def test_rule_is_idempotent_and_deterministic(tmp_path, mapping, outbox):
 # --------------------------------------------------------------------------- the tab in another spreadsheet
 
 
-class TwoBooks:
-    """A workbook port over two .xlsx files: the tabs in `moved` live in the second one."""
-
-    def __init__(self, main: Path, other: Path, moved: set[str]):
-        self.main, self.other, self.moved = LocalWorkbook(main), LocalWorkbook(other), moved
-
-    def __str__(self):
-        return f"{self.main} + {self.other}"
-
-    def read(self):
-        other = {t: rows for t, rows in self.other.read().items() if t in self.moved}
-        return {t: rows for t, rows in self.main.read().items() if t not in self.moved} | other
-
-    @contextlib.contextmanager
-    def transaction(self, titles):
-        with self.main.transaction(titles) as a, self.other.transaction(titles) as b:
-            yield _TwoTx(a, b, self.moved)
-
-
-class _TwoTx:
-    def __init__(self, a, b, moved):
-        self.a, self.b, self.moved = a, b, moved
-
-    def _of(self, title):
-        return self.b if title in self.moved else self.a
-
-    def headers(self):
-        other = {t: h for t, h in self.b.headers().items() if t in self.moved}
-        return {t: h for t, h in self.a.headers().items() if t not in self.moved} | other
-
-    def change_structure(self, changes):
-        for c in changes:
-            self._of(c.title).change_structure([c])
-
-    def states(self, titles):
-        out = {}
-        for t in titles:
-            out.update(self._of(t).states([t]))
-        return out
-
-    def write(self, writes):
-        for w in writes:
-            self._of(w.title).write([w])
-
-
 def test_request_tab_may_live_in_another_spreadsheet(tmp_path, outbox):
+    """Two Google spreadsheets on the Sheets stand-in; the mappings put 決済リンク依頼 in the second."""
     mappings = tmp_path / "mappings"
     shutil.copytree(load_mapping.__globals__["DEFAULT_DIR"], mappings, ignore=shutil.ignore_patterns("*.py", "__*"))
     tabs = yaml.safe_load((mappings / "tabs.yaml").read_text(encoding="utf-8"))
     tabs["tabs"]["payment_links"]["spreadsheet"] = "links"
     (mappings / "tabs.yaml").write_text(yaml.safe_dump(tabs, allow_unicode=True), encoding="utf-8")
-    moved_mapping = load_mapping(mappings)
-    assert moved_mapping.tabs["payment_links"].spreadsheet == "links"
-    main = book(tmp_path, [won()])
-    links = tmp_path / "links.xlsx"
-    wb = openpyxl.Workbook()
-    wb.active.title = "Sheet1"
-    wb.save(links)
-    two = TwoBooks(main, links, {"決済リンク依頼"})
-    run(two, moved_mapping, NOW, outbox)
-    assert list(requests(links)) == ["PL-R001"]
-    assert "決済リンク依頼" not in openpyxl.load_workbook(main).sheetnames
-    set_cell(links, "決済リンク依頼", "PL-R001", "決済リンク", LINK)
-    run(two, moved_mapping, NOW, outbox)
-    assert requests(links)["PL-R001"]["状態"] == "作成済"
-    assert any(LINK in b for b in outbox.to("佐藤"))
+    moved = load_mapping(mappings)
+    main, links = "1PaymentMain", "1PaymentLinks"
+    with SheetsStandin() as standin:
+        standin.add_spreadsheet(main, team_tabs([customer("C001")], [won()]))
+        standin.add_spreadsheet(links, {"シート1": []})
+        sheets = GoogleWorkbook({"main": main, "links": links}, service_account_info(standin.url), endpoint=standin.url,
+                                mapping=moved, backoff=Backoff(sleep=lambda s: None), timeout=(2, 10))
+        run(sheets, moved, NOW, outbox)
+        rows = standin.tab_values(links, "決済リンク依頼")
+        assert [r[0] for r in rows[1:]] == ["PL-R001"]
+        with pytest.raises(KeyError):
+            standin.tab_values(main, "決済リンク依頼")
+        cell = a1(2, rows[0].index("決済リンク") + 1)
+        standin.set_cell(links, "決済リンク依頼", cell, LINK)  # the link maker, in their own spreadsheet
+        run(sheets, moved, NOW, outbox)
+        rows = standin.tab_values(links, "決済リンク依頼")
+        assert rows[1][rows[0].index("状態")] == "作成済"
+        assert any(LINK in b for b in outbox.to("佐藤"))
+        assert not run(sheets, moved, NOW, outbox).plan

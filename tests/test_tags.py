@@ -350,7 +350,7 @@ def _sep(text: str) -> str:
 def test_unmanaged_tags_never_change_and_a_second_run_changes_nothing(mapping, people, hours):
     customers, bookings = [], []
     for i, (parts, visits_) in enumerate(people):
-        customers.append(customer(f"C{i}", タグ=_cell(parts)))
+        customers.append(customer(f"C{i}", タグ=_cell(parts), LINEユーザーID=f"U{i:032x}"))
         for j, (status, outcome, days) in enumerate(visits_):
             start = dt.datetime(2026, 11, 20, 10, 0) + dt.timedelta(days=days)
             bookings.append(booking(f"R{i}-{j}", f"C{i}", start, status, 結果=outcome))
@@ -363,6 +363,13 @@ def test_unmanaged_tags_never_change_and_a_second_run_changes_nothing(mapping, p
         assert _others(after) == _others(text)
         if not any(e.key == cid and e.field == "tags" for e in plan.edits):
             assert after == text  # untouched unless a managed tag had to change
+    changes = set()  # one operation row per managed tag added or removed, no other
+    for cid, text in before.items():
+        old, new = (tag_set(t or "", SEPS) & set(MANAGED) for t in (text, tags_of(book, cid)))
+        changes |= {(cid, "タグ追加", t) for t in new - old} | {(cid, "タグ削除", t) for t in old - new}
+    listed = [o for o in ops(book) if o["操作"] in ("タグ追加", "タグ削除")]
+    assert sorted((o["お客様番号"], o["操作"], o["内容"]) for o in listed) == sorted(changes)
+    assert all((o["LINEユーザーID"], o["顧客名"]) == (f"U{int(o['お客様番号'][1:]):032x}", "山田 太郎") for o in listed)
     again = rules_plan(book, mapping, now)
     assert not again, again
 

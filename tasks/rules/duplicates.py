@@ -43,9 +43,7 @@ LABELS = {
 KEY_FIELD = {"name": "family_name", "phone": "phone", "email": "email", "line": "line_user_id"}
 PAIR_FIELDS = ("customer_a", "customer_b", "name_a", "name_b", "matched_on", "mergeable", "survivor")
 
-_SPACE = re.compile(r"\s+")
 _DIGITS = re.compile(r"\d+")
-_SHAPE = str.maketrans("0123456789", "0000000000")  # ids of one shape (same length, digits in the same places)
 
 
 # --------------------------------------------------------------------------- keys and order
@@ -55,13 +53,14 @@ def customer_keys(customers: pd.DataFrame) -> pd.DataFrame:
     """Per customer: the blocking keys, the exact-name key, and the two orders the contract uses.
 
     `name_rule` is the reservation system's rule (NFKC, every space removed; check has already
-    applied NFKC); `name` folds variant kanji and an honorific on top. `id_rank` orders ids
-    naturally (C9 before C10, 9 before 10); `survivor_rank` orders by the contract's 統合先 rule:
-    a LINE user id first, then the earlier 初回登録日 (unknown last), then the smaller id.
+    applied NFKC and made every run of spaces one ASCII space); `name` folds variant kanji and an
+    honorific on top. `id_rank` orders ids naturally (C9 before C10, 9 before 10); `survivor_rank`
+    orders by the contract's 統合先 rule: a LINE user id first, then the earlier 初回登録日 (unknown
+    last), then the smaller id.
     """
     keys = pd.DataFrame(index=customers.index)
     full = _text(customers["family_name"]) + _text(customers["given_name"])
-    keys["name_rule"] = full.str.replace(_SPACE, "", regex=True)
+    keys["name_rule"] = full.str.replace(" ", "", regex=False)
     keys["name"] = _per_unique(keys["name_rule"], name_fold)
     keys["phone"] = customers["phone"]
     keys["email"] = customers["email"]
@@ -81,20 +80,24 @@ def customer_keys(customers: pd.DataFrame) -> pd.DataFrame:
 
 def id_ranks(ids: pd.Index) -> np.ndarray:
     """Position of each id in natural order (digit runs compared as numbers), ties by the text."""
-    texts = [str(i) for i in ids]
-    if len({t.translate(_SHAPE) for t in texts}) <= 1:  # C000001 … C100000: the text order is the natural one
-        order = np.argsort(np.array(texts, dtype=str), kind="stable")
+    texts = np.asarray(ids.astype(str), dtype=str)
+    if _one_shape(texts):  # C000001 … C100000: the text order is the natural one
+        order = np.argsort(texts, kind="stable")
     else:
-        padded = [_DIGITS.sub(_pad, t) for t in texts]
-        order = np.lexsort((np.array(texts, dtype=str), np.array(padded, dtype=str)))
+        padded = [_DIGITS.sub(_pad, t) for t in texts.tolist()]
+        order = np.lexsort((texts, np.array(padded, dtype=str)))
     rank = np.empty(len(ids), dtype=np.int64)
     rank[order] = np.arange(len(ids))
     return rank
 
 
-def natural_key(text: str) -> tuple[str, str]:
-    """C9 before C10, 9 before 10: digit runs compare as numbers; ties by the text itself."""
-    return _DIGITS.sub(_pad, text), text
+def _one_shape(texts: np.ndarray) -> bool:
+    """All ids of one length with their digits in the same places (compared as code points, at once)."""
+    if len(texts) < 2:
+        return True
+    codes = texts.view(np.uint32).reshape(len(texts), -1)
+    shape = np.where((codes >= ord("0")) & (codes <= ord("9")), ord("0"), codes)
+    return bool((shape == shape[0]).all())
 
 
 def _pad(match: re.Match[str]) -> str:
@@ -155,7 +158,7 @@ def find_candidates(customers: pd.DataFrame, max_group: int) -> tuple[pd.DataFra
     pairs["kana"] = (ka == kb) & (ka != "")
     display = keys["display"].to_numpy(dtype=object)
     pairs["name_a"], pairs["name_b"] = display[rows_a], display[rows_b]
-    pairs["matched_on"] = [matched_on(r) for r in pairs[["name", "exact_name", "kana", "phone", "email", "line"]].itertuples()]
+    pairs["matched_on"] = matched_on(pairs)
     pairs["mergeable"] = np.where(pairs["exact_name"], YES, NO)
     survivor_rank = keys["survivor_rank"].to_numpy()
     pairs["survivor"] = np.where(survivor_rank[rows_a] < survivor_rank[rows_b], ids[rows_a], ids[rows_b])
@@ -163,15 +166,18 @@ def find_candidates(customers: pd.DataFrame, max_group: int) -> tuple[pd.DataFra
     return pairs.sort_index(), big
 
 
-def matched_on(row) -> str:
-    """一致項目: every key that matched, in a fixed order."""
-    words = []
-    if row.name:
-        words.append(LABELS["name"] if row.exact_name else LABELS["name_variant"])
-    if row.kana:
-        words.append(LABELS["kana"])
-    words += [LABELS[k] for k in ("phone", "email", "line") if getattr(row, k)]
-    return LIST_SEPARATOR.join(words)
+def matched_on(pairs: pd.DataFrame) -> pd.Series:
+    """一致項目: every key that matched, in a fixed order (one pass per key, not per pair)."""
+    flags = {
+        "name": pairs["name"] & pairs["exact_name"],
+        "name_variant": pairs["name"] & ~pairs["exact_name"],
+        "kana": pairs["kana"],
+        **{k: pairs[k] for k in ("phone", "email", "line")},
+    }
+    text = pd.Series("", index=pairs.index, dtype=object)
+    for kind, flag in flags.items():
+        text = text + np.where(flag.to_numpy(dtype=bool), LABELS[kind] + LIST_SEPARATOR, "")
+    return text.str.removesuffix(LIST_SEPARATOR)
 
 
 def _no_pairs() -> pd.DataFrame:
@@ -210,21 +216,27 @@ def duplicate_candidates(frames: Frames, now: pd.Timestamp, mapping: Mapping) ->
     deletes = [Delete("duplicates", str(cid), "重複候補の取り下げ（一致しなくなった）") for cid in withdrawn]
 
     shown = pairs.loc[pairs.index.difference(frozen)]
-    edits += set_field(customers, "duplicate_of", duplicate_lists(shown, customers.data.index), REASON)
+    lists = duplicate_lists(shown, customers.data.index)
+    lists = lists[lists.notna() | customers.data["duplicate_of"].notna()]  # blank stays blank: not worth comparing
+    edits += set_field(customers, "duplicate_of", lists, REASON)
     problems = tuple(_too_many(customers, mapping, kind, value, members) for kind, value, members in big)
     return Plan(edits=tuple(edits), appends=tuple(appends), deletes=tuple(deletes), problems=problems)
 
 
 def duplicate_lists(pairs: pd.DataFrame, ids: pd.Index) -> pd.Series:
     """顧客.重複候補: for every customer, the other ids of its candidate pairs (blank when none)."""
-    others: dict[str, list[str]] = {}
-    for a, b in zip(pairs["customer_a"], pairs["customer_b"], strict=True):  # a few per hundred customers
-        others.setdefault(a, []).append(b)
-        others.setdefault(b, []).append(a)
-    out = pd.Series(None, index=ids, dtype=object)
-    if others:
-        out.loc[list(others)] = [LIST_SEPARATOR.join(sorted(v, key=natural_key)) for v in others.values()]
-    return out
+    links = pd.DataFrame({
+        "owner": np.concatenate([pairs["customer_a"].to_numpy(dtype=object), pairs["customer_b"].to_numpy(dtype=object)]),
+        "other": np.concatenate([pairs["customer_b"].to_numpy(dtype=object), pairs["customer_a"].to_numpy(dtype=object)]),
+    })
+    rank = pd.Series(id_ranks(ids), index=ids)
+    links = links.assign(rank=rank.reindex(links["other"]).to_numpy()).sort_values(["owner", "rank"], kind="stable")
+    several = links["owner"].duplicated(keep=False).to_numpy()  # most customers have one other: no join for them
+    shown = pd.concat([
+        links.loc[~several, "other"].set_axis(links.loc[~several, "owner"]),
+        links[several].groupby("owner", sort=False)["other"].agg(LIST_SEPARATOR.join),
+    ])
+    return shown.reindex(ids).astype(object).where(lambda v: v.notna(), None)
 
 
 def _too_many(customers: Table, mapping: Mapping, kind: str, value: str, members: list[str]) -> Problem:

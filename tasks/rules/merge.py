@@ -1,4 +1,4 @@
-"""The merge of the duplicate customers staff approved: one plan, applied whole or not at all.
+"""The merge of the duplicate customers staff approved: in the contract's order, each step whole or not at all.
 
 Run by its own flow (`flows/merge.py`), never by the ordinary reconcile: it is the one rule that
 writes staff-owned cells, and it does so only because staff ticked 承認 on a 重複候補 row that is
@@ -11,16 +11,19 @@ every other member is merged into it. A component's changes form one group (`mer
 1. 統合履歴: one row per source (keyed by 統合元), its every cell as read, as JSON;
 2. its bookings, reminders, payment-link requests and L-Step operations point to the survivor;
 3. the survivor's blank staff cells are filled from the sources (never overwritten; a placeholder
-   e-mail counts as blank), the sources' memos are joined to the survivor's, and the sources'
+   e-mail counts as blank; a name or a reading only whole), the sources' memos are joined to the survivor's, and the sources'
    own tags are added (managed tags are left to the tags rule, which derives them from the moved
    bookings and lists the L-Step操作 for the survivor's LINE account);
 4. the source rows leave 顧客; the approved 重複候補 rows become 統合済.
 
-Check-only edits assert that the survivor's and the sources' staff cells are still as read, so the
-writer applies the whole group or waits for the next run. Every step is idempotent: a rerun after
-a crash at any point sees what already landed (the 統合履歴 row, moved rows, filled cells, joined
-memos) and plans only what is left; a source already deleted (it is in 統合履歴 but no longer in
-顧客) gets its leftover references moved and its candidate rows marked.
+Those are written one step at a time (`STEPS`, `next_step`: one compare-and-set write each, in that
+order, whatever spreadsheets the tabs live in), so a merge that stops anywhere has done a prefix of its
+steps: no source row leaves 顧客 before its snapshot and its references have landed. Check-only
+edits assert that the survivor's and the sources' staff cells are still as read, so each step
+lands whole or waits for the next pass. Every step is idempotent: a rerun after a crash sees what
+already landed (the 統合履歴 row, moved rows, filled cells, joined memos) and plans only what is
+left; a source already deleted (it is in 統合履歴 but no longer in 顧客) gets its leftover
+references moved and its candidate rows marked.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from tasks.rules.tags import rewrite_tags, split_tags, tag_key, tag_set
 REFERRING = ("bookings", "reminders", "payment_links", "operations")  # their お客様番号 moves to the survivor
 MEMOS = ("caution_memo", "blacklist_memo", "memo")  # joined, so a caution or a blacklist is never lost
 MEMO_JOIN = "\n"
+NAME_UNITS = (("family_name", "given_name"), ("family_kana", "given_kana"))  # filled whole, from one donor, or not at all
 DATE_KINDS = ("date", "datetime")
+STEPS = ("history", "moved", "survivor", "removed", "marked")  # the contract's order: one write each
 
 
 def merge_approved(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
@@ -54,9 +59,42 @@ def merge_approved(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
         order = list(keys.sort_values("survivor_rank").index)
         survivor = _survivor(order, merged_to)
         sources = [m for m in order if m != survivor]
+        astray = [m for m in sources if merged_to.get(m, survivor) != survivor and merged_to[m] in customers.index]
+        if astray:  # begun towards a customer no longer approved with it: waits until staff approve that pair again
+            plan = plan | Plan(log=(f"merge of {', '.join(astray)} waits: 統合履歴 names another survivor",))
+            continue
         rows = pairs[pairs["customer_a"].isin(members)]
         plan = plan | _merge(frames, mapping, now, survivor, sources, rows, merged_to)
     return (plan | _finish(frames, now, merged_to)).sorted()
+
+
+def step_of(change: Edit | Append | Delete) -> int:
+    """Which of STEPS a change of a merge plan belongs to."""
+    if change.tab == "merges":
+        return STEPS.index("history")
+    if change.tab in REFERRING:
+        return STEPS.index("moved")
+    if change.tab == "customers":
+        return STEPS.index("removed" if isinstance(change, Delete) else "survivor")
+    return STEPS.index("marked")
+
+
+def next_step(plan: Plan) -> Plan:
+    """Of every merge (a group), the changes of its first step still to do, and its check-only guards.
+
+    A step lands whole or waits (the guards make every step depend on the rows as read); the next
+    pass plans again from the sheet, so each pass moves every merge one step on.
+    """
+    first: dict[str | None, int] = {}
+    for change in (*plan.edits, *plan.appends, *plan.deletes):
+        if not getattr(change, "check_only", False):
+            first[change.group] = min(first.get(change.group, len(STEPS)), step_of(change))
+
+    def due(change: Edit | Append | Delete) -> bool:
+        return change.group in first and (getattr(change, "check_only", False) or step_of(change) == first[change.group])
+
+    return Plan(edits=tuple(filter(due, plan.edits)), appends=tuple(filter(due, plan.appends)),
+                deletes=tuple(filter(due, plan.deletes)), problems=plan.problems, log=plan.log)
 
 
 # --------------------------------------------------------------------------- what to merge
@@ -182,9 +220,9 @@ def _survivor_cells(customers: Table, mapping: Mapping, survivor: str, sources: 
                     text = f"{text}{MEMO_JOIN}{more}" if text else more
             if text != _cell(customers, survivor, f):
                 out[f] = text
-        elif _blank(customers, survivor, f):
-            donor = next((s for s in sources if not _blank(customers, s, f)), None)
-            if donor is not None:
+        elif all(_blank(customers, survivor, g) for g in _unit(customers, f)):
+            donor = next((s for s in sources if not all(_blank(customers, s, g) for g in _unit(customers, f))), None)
+            if donor is not None and not _blank(customers, donor, f):
                 value = customers.data.at[donor, f] if column.type in DATE_KINDS else None
                 out[f] = none_if_na(value) if none_if_na(value) is not None else _raw(customers, donor, f)
     if "tags" in customers.present:
@@ -192,6 +230,12 @@ def _survivor_cells(customers: Table, mapping: Mapping, survivor: str, sources: 
         if tags is not None:
             out["tags"] = tags
     return out
+
+
+def _unit(customers: Table, field: str) -> tuple[str, ...]:
+    """The cells filled together with `field`: a name typed all in 姓 must not get a 名 as well."""
+    unit = next((u for u in NAME_UNITS if field in u), (field,))
+    return tuple(f for f in unit if f in customers.present)
 
 
 def _merged_tags(customers: Table, mapping: Mapping, survivor: str, sources: list[str]) -> str | None:

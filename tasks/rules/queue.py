@@ -19,6 +19,7 @@ a booking the sheet cannot read waits, as in `tasks.rules.tags`.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from tasks.frames import Frames, Table
@@ -26,7 +27,7 @@ from tasks.mapping import Mapping
 from tasks.plan import Edit, Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_target, wanted
+from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_targets, wanted
 
 BASELINE_REASON = "導入時"  # tasks.reconcile.BASELINE_REASON (not imported: reconcile imports the rules)
 CLOSED = "不要になりました（{why}）"
@@ -58,62 +59,72 @@ def _close_pointless(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Pla
     ops = ops[ops["customer_id"].notna()]
     if ops.empty:
         return Plan()
-    why: dict[str, tuple[str, str | None]] = {}  # op id -> (why, group)
-    _tags_and_menu(frames, now, mapping, ops, why)
-    _messages(frames, mapping, ops, why)
+    why = pd.concat([_tags_and_menu(frames, now, mapping, ops), _messages(frames, mapping, ops)]).sort_index()
     edits: list[Edit] = []
-    for op_id, (reason, group) in sorted(why.items()):
+    for op_id, reason, group in zip(why.index, why["why"], why["group"], strict=True):
         for field, new in (("done", True), ("done_at", now), ("reason", CLOSED.format(why=reason))):
             edits.append(Edit("operations", op_id, field, none_if_na(table.raw.at[op_id, field]), new,
                               "L-Step操作: 不要", group or f"lstep-op:{op_id}"))
     return Plan(edits=tuple(edits))
 
 
-def _tags_and_menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, ops: pd.DataFrame, why: dict) -> None:
-    want = wanted(frames, now, mapping)
+def _nothing() -> pd.DataFrame:
+    return pd.DataFrame({"why": [], "group": []}, index=pd.Index([], dtype=object), dtype=object)
+
+
+def _tags_and_menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, ops: pd.DataFrame) -> pd.DataFrame:
+    """Open tag and menu rows to close (why, group): the wish turned, or an older row asks the same."""
     menus = (mapping.tags.rich_menu.before, mapping.tags.rich_menu.after)
     tags = [r.tag for r in mapping.tags.managed]
-    kind = ops["action"].map({ADD: "tag", REMOVE: "tag", MENU: "menu"})
-    ours = ops[(kind.eq("tag") & ops["content"].isin(tags)) | (kind.eq("menu") & ops["content"].isin(menus))]
+    is_tag = ops["action"].isin((ADD, REMOVE)) & ops["content"].isin(tags)
+    ours = ops[is_tag | (ops["action"].eq(MENU) & ops["content"].isin(menus))]
     if ours.empty:
-        return
-    ours = ours.assign(kind=kind[ours.index], op_id=ours.index).sort_values(["created_at", "op_id"], na_position="last")
-    seen: set[tuple[str, str, str]] = set()
-    for op_id, row in ours.iterrows():
-        cid, content, action = str(row["customer_id"]), str(row["content"]), row["action"]
-        group = f"lstep-tags:{cid}" if row["kind"] == "tag" else f"lstep-menu:{cid}"
-        slot = (cid, action, content)
-        if cid in want.index:
-            if row["kind"] == "tag":
-                wish = want.at[cid, content]
-                if not pd.isna(wish) and bool(wish) != (action == ADD):
-                    why[op_id] = ("タグは今は不要です" if action == ADD else "タグがまた必要になりました", group)
-                    continue
-            else:
-                wish = want.at[cid, MENU_COLUMN]
-                if wish is not None and wish != content:
-                    why[op_id] = (f"リッチメニューは今は{wish}です", group)
-                    continue
-        if slot in seen:
-            why[op_id] = ("同じ操作の行がほかにあります", group)
-        seen.add(slot)
+        return _nothing()
+    is_tag = is_tag[ours.index].to_numpy()
+    cid, content = ours["customer_id"].astype(str), ours["content"].astype(str)
+    want = wanted(frames, now, mapping)
+    rows = want.index.get_indexer(cid)
+    cols = want.columns.get_indexer(content.where(is_tag, MENU_COLUMN))
+    grid = want.to_numpy(dtype=object)
+    wish = pd.Series(grid[rows.clip(0), cols], index=ours.index, dtype=object).where(rows >= 0, None)
+    known = wish.notna().to_numpy()
+    adding = ours["action"].eq(ADD).to_numpy()
+    turned = known & np.where(is_tag, wish.where(known, False).astype(bool).to_numpy() != adding, wish.ne(content).to_numpy())
+    why = pd.Series(None, index=ours.index, dtype=object)
+    why[turned & is_tag & adding] = "タグは今は不要です"
+    why[turned & is_tag & ~adding] = "タグがまた必要になりました"
+    menu = turned & ~is_tag
+    why[menu] = "リッチメニューは今は" + wish[menu].astype(str) + "です"
+    rest = ours[~turned].assign(op_id=ours.index[~turned]).sort_values(["created_at", "op_id"], na_position="last")
+    twice = rest.index[rest.duplicated(["customer_id", "action", "content"])]
+    why[twice] = "同じ操作の行がほかにあります"
+    group = pd.Series(np.where(is_tag, "lstep-tags:", "lstep-menu:"), index=ours.index) + cid
+    close = why.notna()
+    return pd.DataFrame({"why": why[close], "group": group[close]})
 
 
-def _messages(frames: Frames, mapping: Mapping, ops: pd.DataFrame, why: dict) -> None:
+def _messages(frames: Frames, mapping: Mapping, ops: pd.DataFrame) -> pd.DataFrame:
+    """Open cancel messages to close: the booking is no longer cancelled, or its キャンセル区分 asks
+    for the other message."""
     titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
-    messages = ops[ops["action"].eq(MESSAGE)]
-    if messages.empty:
-        return
+    targets = message_targets(ops.index[ops["action"].eq(MESSAGE)], titles)
     facts = booking_facts(frames, mapping)
-    cancels = cancel_templates(frames, mapping)
-    status_ok = frames["bookings"].usable("status")
-    for op_id in messages.index:
-        target = message_target(str(op_id), titles)
-        if target is None or target[0] not in facts.index:
-            continue
-        bid, title = target
-        live = bool(facts.at[bid, "active"]) or bool(facts.at[bid, "held"])
-        if live and not facts.at[bid, "deleted"] and status_ok.get(bid, False):
-            why[op_id] = (f"予約 {bid} はキャンセルではなくなりました", None)
-        elif bid in cancels.index and not cancels.at[bid, "deleted"] and cancels.at[bid, "title"] != title:
-            why[op_id] = (f"予約 {bid} のキャンセル区分が{cancels.at[bid, 'kind'] or '空欄'}になりました", None)
+    targets = targets[targets["booking_id"].isin(facts.index)]
+    if targets.empty:
+        return _nothing()
+    bid = targets["booking_id"]
+    f = facts.reindex(bid)
+
+    def flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+        return frame[column].fillna(False).astype(bool).to_numpy()
+
+    status_ok = frames["bookings"].usable("status").reindex(bid, fill_value=False).astype(bool).to_numpy()
+    live = (flag(f, "active") | flag(f, "held")) & ~flag(f, "deleted") & status_ok
+    cancels = cancel_templates(frames, mapping).reindex(bid)
+    other = ~live & cancels["title"].notna().to_numpy() & ~cancels["deleted"].fillna(True).astype(bool).to_numpy()
+    other &= cancels["title"].to_numpy() != targets["title"].to_numpy()
+    booking = "予約 " + bid.astype(str)
+    kind = pd.Series(cancels["kind"].fillna("空欄").astype(str).to_numpy(), index=targets.index)
+    why = (booking + " はキャンセルではなくなりました").where(live, booking + " のキャンセル区分が" + kind + "になりました")
+    close = live | other
+    return pd.DataFrame({"why": why[close], "group": None})

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from tasks.frames import DATETIME, Frames
@@ -56,8 +57,8 @@ FIELDS = ["booking_id", "customer_id", "salesperson", "series", "step", "send_at
 WRITTEN = ["salesperson", "send_at", "state", "reason", "updated_at"]
 
 
-def reminder_id(booking_id: str, series: str, step: str) -> str:
-    return f"{booking_id}:{series}:{step}"
+def reminder_id(booking_ids: pd.Index, series: str, step: str) -> pd.Index:
+    return booking_ids + f":{series}:{step}"
 
 
 def delete_operation_id(rid: str) -> str:
@@ -188,7 +189,7 @@ def _planned(
         if applies.empty:
             continue
         for step in series.steps:
-            ids = pd.Index([reminder_id(b, series.name, step.name) for b in applies.index])
+            ids = reminder_id(applies.index.astype(str), series.name, step.name)
             todo = ~ids.isin(existing)
             if not todo.any():
                 continue
@@ -198,8 +199,8 @@ def _planned(
             part = pd.DataFrame({
                 "booking_id": chosen.index.astype(object), "customer_id": chosen["customer_id"].to_numpy(),
                 "salesperson": chosen["salesperson"].to_numpy(), "series": series.name, "step": step.name,
-                "send_at": at.to_numpy(), "state": [SKIPPED if p else PLANNED for p in past],
-                "reason": [WHY_PAST if p else WHY_NEW for p in past],
+                "send_at": at.to_numpy(), "state": np.where(past, SKIPPED, PLANNED),
+                "reason": np.where(past, WHY_PAST, WHY_NEW),
             }, index=ids[todo])
             part["send_at"] = pd.Series(at.to_numpy(), index=part.index).astype(DATETIME)
             part["updated_at"] = pd.Series(now, index=part.index).astype(DATETIME)

@@ -175,6 +175,7 @@ class SheetsHTTPClient(gspread.HTTPClient):
         self.endpoint: str | None = None
         self.backoff = Backoff()
         self.timeout = DEFAULT_TIMEOUT
+        self.before_request: Callable[[], None] | None = None  # e.g. take a slot of a shared rate limit
 
     def configure(self, endpoint: str | None, timeout: Any, backoff: Backoff) -> None:
         self.endpoint = endpoint.rstrip("/") if endpoint else None
@@ -192,6 +193,8 @@ class SheetsHTTPClient(gspread.HTTPClient):
         attempt = 0
         while True:
             attempt += 1
+            if self.before_request is not None:
+                self.before_request()  # every attempt is a request against the quota
             try:
                 return super().request(method, url, *args, **kwargs)
             except (APIError, requests.exceptions.RequestException, auth_errors.GoogleAuthError) as exc:
@@ -324,6 +327,8 @@ class GoogleWorkbook:
     `endpoint` points gspread (and the token flow) at another server, e.g. a Sheets API stand-in.
     `mapping` places tabs in spreadsheets and says which columns hold dates (see the module
     docstring); without it every tab of every spreadsheet is read and dates stay serials.
+    `before_request` is called before every request, retries included (a Prefect run takes a slot
+    of the shared rate limit there).
     """
 
     def __init__(
@@ -336,6 +341,7 @@ class GoogleWorkbook:
         *,
         mapping: Mapping | None = None,
         backoff: Backoff | None = None,
+        before_request: Callable[[], None] | None = None,
     ):
         self.spreadsheets = {"main": spreadsheets} if isinstance(spreadsheets, str) else dict(spreadsheets)
         if not self.spreadsheets or not all(self.spreadsheets.values()):
@@ -345,6 +351,7 @@ class GoogleWorkbook:
         self.backoff = backoff or Backoff(attempts=max(1, retries))
         self.http: SheetsHTTPClient = gspread.Client(auth=creds, http_client=SheetsHTTPClient).http_client
         self.http.configure(self.endpoint, timeout, self.backoff)
+        self.http.before_request = before_request
         self._place: dict[str, str] = {}
         self._dates: dict[str, dict[str, str]] = {}
         self._last_alias: str | None = None  # where the change log lives: written last
@@ -366,6 +373,13 @@ class GoogleWorkbook:
 
     def __str__(self) -> str:
         return "Google Sheets " + ", ".join(f"{a}={i}" for a, i in self.spreadsheets.items())
+
+    def tab_url(self, title: str) -> str:
+        """A link that opens the tab (known after the read), else its spreadsheet: for people, in a run's report."""
+        alias = self.alias_of(title)
+        tab = self._books[alias].tabs.get(title) if alias in self._books else None
+        url = f"https://docs.google.com/spreadsheets/d/{self.spreadsheets[alias]}/edit"
+        return f"{url}#gid={tab.sheet_id}" if tab else url
 
     @property
     def time_zones(self) -> dict[str, str]:

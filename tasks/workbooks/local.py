@@ -18,6 +18,7 @@ from typing import Any
 
 import openpyxl
 import pandas as pd
+from openpyxl.cell.cell import MergedCell
 from openpyxl.worksheet.worksheet import Worksheet
 
 from tasks.normalize import to_text
@@ -65,7 +66,7 @@ class _Transaction:
         for change in changes:
             ws = self.wb.create_sheet(change.title) if change.new_tab else self.wb[change.title]
             for offset, header in enumerate(change.headers):
-                _put(ws.cell(row=1, column=change.start_col + offset), header)
+                _put(_writable(ws, 1, change.start_col + offset), header)
             ws.freeze_panes = ws.freeze_panes or "A2"
         self.dirty = self.dirty or bool(changes)
 
@@ -76,14 +77,14 @@ class _Transaction:
         for write in writes:
             ws = self.wb[write.title]
             for row, col, value in write.cells:
-                _put(ws.cell(row=row, column=col), value)
+                _put(_writable(ws, row, col), value)
             start = _SheetState(ws).last_row + 1
             for offset, values in enumerate(write.rows):
                 for col, value in enumerate(values, start=1):
                     if value is not None:
-                        _put(ws.cell(row=start + offset, column=col), value)
+                        _put(_writable(ws, start + offset, col), value)
             for row in write.deletes:
-                ws.delete_rows(row)
+                _delete_row(ws, row)
             self.dirty = True
 
 
@@ -114,6 +115,28 @@ class _SheetState:
         while row > 1 and all(c.value in (None, "") for c in self.ws[row]):
             row -= 1
         return row
+
+
+def _writable(ws: Worksheet, row: int, col: int) -> Any:
+    """The cell, out of any merged range first: openpyxl cannot write a merged range's other cells,
+    and unmerging loses nothing (only the top-left cell of a range holds a value)."""
+    cell = ws.cell(row=row, column=col)
+    if isinstance(cell, MergedCell):
+        for merged in [m for m in ws.merged_cells.ranges if cell.coordinate in m]:
+            ws.unmerge_cells(merged.coord)
+        cell = ws.cell(row=row, column=col)
+    return cell
+
+
+def _delete_row(ws: Worksheet, row: int) -> None:
+    """Delete a row; merged ranges below move up with their cells (openpyxl leaves them where they
+    were, over other rows), and a range over the row is unmerged."""
+    for merged in list(ws.merged_cells.ranges):
+        if merged.min_row <= row <= merged.max_row:
+            ws.unmerge_cells(merged.coord)
+        elif merged.min_row > row:
+            merged.shift(row_shift=-1)
+    ws.delete_rows(row)
 
 
 def _put(cell: Any, value: Any) -> None:

@@ -1,0 +1,68 @@
+"""Smoke test of the benchmark entry point: it runs whole at a tiny size and prints the documented JSON.
+
+No figure here is a time budget (benchmarks print numbers; bench/README.md holds them): the checks
+are the shape of the output and what must hold at any size and load.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WRITERS = ("ours", "naive", "gspread_dataframe")
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--size", "20", "--demo-customers", "20", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json prints one JSON object and nothing else"
+    return json.loads(lines[0])
+
+
+def test_pure_figures(figures):
+    assert figures["size"] == 20
+    assert "error" not in figures["reconcile"], figures["reconcile"]
+    assert 0 < figures["reconcile_s"] < 600
+    assert 10 < figures["peak_mb"] < 2048
+    assert figures["reconcile"]["rows"]["顧客"] == 20
+    assert figures["reconcile"]["first"]["plan"]["appends"] > 0
+    assert figures["reconcile"]["steady"]["total_s"] > 0
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_every_writer_has_the_documented_figures(figures, writer):
+    row = figures[writer]
+    assert "error" not in row, row.get("error")
+    for key in ("requests", "cells_written", "staff_edits_lost"):
+        assert isinstance(row[key], int) and row[key] >= 0, (key, row[key])
+    assert row["requests"] > 0
+    assert row["cells_written"] > 0
+    assert 0 < row["wall_s"] < 600
+    assert row["staff_edits"] > 0, "the person made no edit during the run: nothing was tested"
+    assert row["staff_edits_lost"] <= row["staff_edits"]
+    assert row["formulas_created"] == 0
+
+
+def test_the_comparison_tells_the_writers_apart(figures):
+    """Same sheet, same changes, same person: ours keeps every edit; writing tabs back whole does not."""
+    assert figures["ours"]["staff_edits_lost"] == 0, figures["ours"]["lost"]
+    assert figures["gspread_dataframe"]["staff_edits_lost"] > 0
+    assert figures["e2e"]["plan"]["edits"] + figures["e2e"]["plan"]["appends"] > 0
+
+
+def test_demo_figures(figures):
+    demo = figures["demo"]
+    assert "error" not in demo, demo.get("error")
+    assert demo["customers"] == 20
+    assert 0 < demo["imports_s"] <= demo["first_s"]
+    assert demo["second_s"] > 0
