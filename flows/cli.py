@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +14,14 @@ from rich.console import Console
 from tasks.check import InputError
 from tasks.mapping import MappingError, load_mapping
 from tasks.normalize import normalize_value
+from tasks.notify import RouteConfigError
+from tasks.workbooks.credentials import CredentialsError
+from tasks.workbooks.google import SheetsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
+EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, CredentialsError, RouteConfigError)  # plain words
 ROUTES_HELP = "Notification routing: YAML/TOML, 宛先 -> Apprise URLs (also SALESOPS_ROUTE_<NAME>=url). Default: the console."
 
 
@@ -34,43 +39,93 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+WORKBOOK = typer.Option(None, "--workbook", help="Local .xlsx workbook (the embedded default).")
+SPREADSHEET = typer.Option(
+    None, "--spreadsheet", help="Google spreadsheet id or URL (the main one); ALIAS=ID for a spreadsheet "
+    "the mappings name (e.g. links=ID). Repeatable.")
+CREDENTIALS = typer.Option(
+    None, "--credentials", help="Service-account key: a JSON file, env:VAR or prefect-secret:BLOCK "
+    "(default: the JSON in $SALESOPS_GOOGLE_CREDENTIALS).")
+ENDPOINT = typer.Option(
+    None, "--sheets-endpoint", envvar="SALESOPS_SHEETS_ENDPOINT",
+    help="Another Sheets API server (a stand-in); the token flow goes there too.")
+NOW = typer.Option(None, "--now", help="The run's clock, e.g. 2026-11-20T10:00+09:00 (default: now).")
+MAPPINGS = typer.Option(None, "--mappings", help="Directory of mapping YAML files (default: the shipped ones).")
+ROUTES = typer.Option(None, "--routes", envvar="SALESOPS_ROUTES", help=ROUTES_HELP)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the sheets are, in the words the flows take as parameters (no key, only where it is)."""
+
+    workbook: str | None
+    spreadsheet: str | None
+    credentials: str | None
+    sheets_endpoint: str | None
+
+    @classmethod
+    def given(cls, workbook: Path | None, spreadsheet: list[str] | None, credentials: str | None,
+              endpoint: str | None) -> Source:
+        if bool(workbook) == bool(spreadsheet):
+            _fail("give --workbook PATH or --spreadsheet ID")
+        return cls(str(workbook) if workbook else None, ",".join(spreadsheet) if spreadsheet else None,
+                   credentials, endpoint if spreadsheet else None)
+
+    def open(self, mapping):
+        from flows.sources import open_book
+
+        return open_book(self.workbook, self.spreadsheet, credentials=self.credentials,
+                         endpoint=self.sheets_endpoint, mapping=mapping)[0]
+
+
 @app.command()
 def reconcile(
-    workbook: Path = typer.Option(None, help="Local .xlsx workbook (the embedded default)."),
-    now: str = typer.Option(None, help="The run's clock, e.g. 2026-11-20T10:00+09:00 (default: now)."),
+    workbook: Path = WORKBOOK,
+    spreadsheet: list[str] = SPREADSHEET,
+    credentials: str = CREDENTIALS,
+    sheets_endpoint: str = ENDPOINT,
+    now: str = NOW,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as a diff; write nothing."),
     baseline: bool = typer.Option(False, "--baseline", help="Adoption run: fill everything, notify nobody."),
-    mappings: Path = typer.Option(None, help="Directory of mapping YAML files (default: the shipped ones)."),
-    routes: Path = typer.Option(None, "--routes", envvar="SALESOPS_ROUTES", help=ROUTES_HELP),
-    spreadsheet: list[str] = typer.Option(
-        None, "--spreadsheet", help="Google spreadsheet id or URL (the main one); ALIAS=ID for a spreadsheet "
-        "the mappings name (e.g. links=ID). Repeatable."),
-    credentials: str = typer.Option(
-        None, "--credentials", help="Service-account key: a JSON file, env:VAR or prefect-secret:BLOCK "
-        "(default: the JSON in $SALESOPS_GOOGLE_CREDENTIALS)."),
-    sheets_endpoint: str = typer.Option(
-        None, "--sheets-endpoint", envvar="SALESOPS_SHEETS_ENDPOINT",
-        help="Another Sheets API server (a stand-in); the token flow goes there too."),
+    mappings: Path = MAPPINGS,
+    routes: Path = ROUTES,
 ) -> None:
     """Read the sheets, reconcile them with the rules, write the difference, tell people."""
-    if bool(workbook) == bool(spreadsheet):
-        _fail("give --workbook PATH or --spreadsheet ID")
-    google = {"spreadsheet": spreadsheet, "credentials": credentials, "endpoint": sheets_endpoint} if spreadsheet else None
-    run_and_report(workbook, parse_now(now), dry_run=dry_run, baseline=baseline, mappings=mappings, google=google,
+    source = Source.given(workbook, spreadsheet, credentials, sheets_endpoint)
+    run_and_report("reconcile", source, parse_now(now), dry_run=dry_run, baseline=baseline, mappings=mappings,
                    routes=routes)
 
 
 @app.command()
 def merge(
-    workbook: Path = typer.Option(None, help="Local .xlsx workbook (the embedded default)."),
-    now: str = typer.Option(None, help="The run's clock, e.g. 2026-11-20T10:00+09:00 (default: now)."),
+    workbook: Path = WORKBOOK,
+    spreadsheet: list[str] = SPREADSHEET,
+    credentials: str = CREDENTIALS,
+    sheets_endpoint: str = ENDPOINT,
+    now: str = NOW,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the merge plan as a diff; write nothing."),
-    mappings: Path = typer.Option(None, help="Directory of mapping YAML files (default: the shipped ones)."),
+    mappings: Path = MAPPINGS,
+    routes: Path = ROUTES,
 ) -> None:
     """Merge the duplicate customers staff approved in 重複候補 (統合可 and 承認 ticked). Irreversible."""
-    if workbook is None:
-        _fail("give --workbook PATH")
-    run_and_report(workbook, parse_now(now), dry_run=dry_run, baseline=False, mappings=mappings, merge=True)
+    source = Source.given(workbook, spreadsheet, credentials, sheets_endpoint)
+    run_and_report("merge", source, parse_now(now), dry_run=dry_run, mappings=mappings, routes=routes)
+
+
+@app.command()
+def digest(
+    workbook: Path = WORKBOOK,
+    spreadsheet: list[str] = SPREADSHEET,
+    credentials: str = CREDENTIALS,
+    sheets_endpoint: str = ENDPOINT,
+    now: str = NOW,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the digest notices; write and send nothing."),
+    mappings: Path = MAPPINGS,
+    routes: Path = ROUTES,
+) -> None:
+    """Send each person their open items (alerts, L-Step操作, payment links) in one message: the end of the day."""
+    source = Source.given(workbook, spreadsheet, credentials, sheets_endpoint)
+    run_and_report("digest", source, parse_now(now), dry_run=dry_run, mappings=mappings, routes=routes)
 
 
 @app.command()
@@ -88,41 +143,8 @@ def demo(
     dir.mkdir(parents=True, exist_ok=True)
     path = make_team_workbook(dir / "team.xlsx", customers, seed=seed, now=stamp.to_pydatetime())
     console.print(f"demo workbook: {path} ({customers} synthetic customers)")
-    run_and_report(path, stamp, dry_run=False, baseline=False, mappings=None, routes=routes)
+    run_and_report("reconcile", Source(str(path), None, None, None), stamp, dry_run=False, mappings=None, routes=routes)
     console.print(f"open it: {path.resolve()}")
-
-
-@app.command()
-def digest(
-    workbook: Path = typer.Option(None, help="Local .xlsx workbook."),
-    now: str = typer.Option(None, help="The run's clock, e.g. 2026-11-20T18:00+09:00 (default: now)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the digest notices; write and send nothing."),
-    mappings: Path = typer.Option(None, help="Directory of mapping YAML files (default: the shipped ones)."),
-    routes: Path = typer.Option(None, "--routes", envvar="SALESOPS_ROUTES", help=ROUTES_HELP),
-) -> None:
-    """Send each person their open items (alerts, L-Step操作, payment links) in one message: the end of the day."""
-    from flows.pipeline import run
-    from flows.report import print_summary
-    from tasks.notify import RouteConfigError, sender
-    from tasks.rules.digest import digest_plan
-    from tasks.workbooks.local import LocalWorkbook
-
-    if workbook is None:
-        _fail("give --workbook PATH")
-    stamp = parse_now(now)
-    try:
-        mapping = load_mapping(mappings)
-        send = sender(routes)
-        if os.environ.get("PREFECT_API_URL"):
-            from flows.digest import digest_flow
-
-            summary = digest_flow(workbook=str(workbook), now=stamp.isoformat(), dry_run=dry_run,
-                                  routes=str(routes) if routes else None)
-        else:
-            summary = run(LocalWorkbook(workbook), mapping, stamp, send, dry_run=dry_run, plan_with=digest_plan)
-    except (MappingError, InputError, FileNotFoundError, RouteConfigError) as exc:
-        _fail(str(exc))
-    print_summary(summary, mapping, console, show_diff=dry_run)
 
 
 @app.command()
@@ -157,63 +179,61 @@ def setup(
 
 
 def run_and_report(
-    workbook: Path | None, now: pd.Timestamp, *, dry_run: bool, baseline: bool, mappings: Path | None,
-    merge: bool = False, google: dict | None = None, routes: Path | None = None,
+    kind: str, source: Source, now: pd.Timestamp, *, dry_run: bool, mappings: Path | None,
+    routes: Path | None = None, baseline: bool = False,
 ) -> None:
+    """In-process with no Prefect server; with PREFECT_API_URL, the same flow as a tracked run (in this process)."""
+    from flows.digest import digest_flow, run_digest
+    from flows.merge import merge_flow, run_merge
     from flows.pipeline import run
+    from flows.reconcile import reconcile_flow
     from flows.report import print_summary
-    from tasks.notify import RouteConfigError, sender
-    from tasks.workbooks.credentials import CredentialsError
-    from tasks.workbooks.google import SheetsError, open_google
-    from tasks.workbooks.local import LocalWorkbook
+    from flows.sources import SourceError, sender
 
     try:
         mapping = load_mapping(mappings)
-        send = sender(routes)
-        book = open_google(google.pop("spreadsheet"), mapping=mapping, **google)[0] if google else LocalWorkbook(workbook)
-        if merge:
-            from flows.merge import merge_flow, run_merge
-
-            if os.environ.get("PREFECT_API_URL"):
-                summary = merge_flow(workbook=str(workbook), now=now.isoformat(), dry_run=dry_run)
-            else:
-                summary = run_merge(book, mapping, now, send, dry_run=dry_run)
-        elif os.environ.get("PREFECT_API_URL"):  # a tracked flow run, still in this process (and its credentials)
-            from flows.reconcile import reconcile_flow
-
-            sheets = {"spreadsheet": ",".join(f"{a}={i}" for a, i in book.spreadsheets.items()),
-                      "credentials": google.get("credentials"), "sheets_endpoint": google.get("endpoint")} if google else {}
-            summary = reconcile_flow(
-                workbook=None if google else str(workbook), now=now.isoformat(), dry_run=dry_run, baseline=baseline,
-                mappings=str(mappings) if mappings else None, routes=str(routes) if routes else None, **sheets)
+        if os.environ.get("PREFECT_API_URL"):
+            flow = {"reconcile": reconcile_flow, "merge": merge_flow, "digest": digest_flow}[kind]
+            extra = {"baseline": baseline} if kind == "reconcile" else {}
+            summary = flow(**asdict(source), now=now.isoformat(), dry_run=dry_run, **extra,
+                           mappings=str(mappings) if mappings else None, routes=str(routes) if routes else None)
         else:
-            summary = run(book, mapping, now, send, dry_run=dry_run, baseline=baseline)
-    except (MappingError, InputError, FileNotFoundError, SheetsError, CredentialsError, RouteConfigError) as exc:
+            book, send = source.open(mapping), sender(routes)
+            if kind == "merge":
+                summary = run_merge(book, mapping, now, send, dry_run=dry_run)
+            elif kind == "digest":
+                summary = run_digest(book, mapping, now, send, dry_run=dry_run)
+            else:
+                summary = run(book, mapping, now, send, dry_run=dry_run, baseline=baseline)
+    except (*EXPECTED, SourceError) as exc:
         _fail(str(exc))
     print_summary(summary, mapping, console, show_diff=dry_run)
 
 
 @app.command("export-operations")
 def export_operations(
-    workbook: Path = typer.Option(None, help="Local .xlsx workbook."),
+    workbook: Path = WORKBOOK,
+    spreadsheet: list[str] = SPREADSHEET,
+    credentials: str = CREDENTIALS,
+    sheets_endpoint: str = ENDPOINT,
     out: Path = typer.Option(None, help="The CSV file to write."),
     encoding: str = typer.Option("utf-8-sig", help="utf-8-sig (UTF-8 with BOM) or cp932."),
-    mappings: Path = typer.Option(None, help="Directory of mapping YAML files (default: the shipped ones)."),
+    mappings: Path = MAPPINGS,
 ) -> None:
     """Write the open タグ追加 / タグ削除 of L-Step操作 as a CSV for the LINE tool's bulk tag change."""
     from tasks.check import check
     from tasks.lstep_export import ENCODINGS, ExportError, build_export, write_export
-    from tasks.workbooks.local import LocalWorkbook
 
-    if workbook is None or out is None:
-        _fail("give --workbook PATH and --out FILE")
+    source = Source.given(workbook, spreadsheet, credentials, sheets_endpoint)
+    if out is None:
+        _fail("give --out FILE")
     if encoding not in ENCODINGS:
         _fail(f"--encoding must be one of {', '.join(ENCODINGS)}")
     try:
         mapping = load_mapping(mappings)
-        export = build_export(check(LocalWorkbook(workbook).read(), mapping), mapping)
+        export = build_export(check(source.open(mapping).read(), mapping), mapping)
         write_export(out, export, encoding)
-    except (MappingError, InputError, FileNotFoundError, ExportError) as exc:
+    except (*EXPECTED, ExportError) as exc:
         _fail(str(exc))
     console.print(f"{out}: {len(export)} customers, {len(export.operations)} operations ({encoding})")
     for op_id, why in export.skipped:
@@ -222,33 +242,34 @@ def export_operations(
 
 @app.command("apply-operations")
 def apply_operations(
-    workbook: Path = typer.Option(None, help="Local .xlsx workbook."),
+    workbook: Path = WORKBOOK,
+    spreadsheet: list[str] = SPREADSHEET,
+    credentials: str = CREDENTIALS,
+    sheets_endpoint: str = ENDPOINT,
     token: str = typer.Option(None, envvar="LSTEP_API_TOKEN", help="L-Step API token (or LSTEP_API_TOKEN)."),
     base_url: str = typer.Option(None, envvar="LSTEP_API_BASE_URL", help="API base URL (default: the mapping's)."),
-    now: str = typer.Option(None, help="The run's clock, e.g. 2026-11-20T10:00+09:00 (default: now)."),
-    mappings: Path = typer.Option(None, help="Directory of mapping YAML files (default: the shipped ones)."),
+    now: str = NOW,
+    mappings: Path = MAPPINGS,
 ) -> None:
     """Apply the open タグ追加 / タグ削除 through the L-Step API and record each result in L-Step操作."""
     from tasks.check import check
     from tasks.lstep_api import LStepClient, LStepError
     from tasks.lstep_api import apply_operations as apply_all
-    from tasks.workbooks.local import LocalWorkbook
     from tasks.workbooks.port import RunInfo, apply_plan
 
-    if workbook is None:
-        _fail("give --workbook PATH")
+    source = Source.given(workbook, spreadsheet, credentials, sheets_endpoint)
     if not token:
         _fail("no L-Step API token (LSTEP_API_TOKEN): the L-Step操作 tab is the interface")
     stamp = parse_now(now)
     try:
         mapping = load_mapping(mappings)
-        book = LocalWorkbook(workbook)
+        book = source.open(mapping)
         frames = check(book.read(), mapping)
         api = mapping.tags.api
         with LStepClient(token, base_url or api.base_url, requests_per_second=api.requests_per_second) as client:
             plan, outcomes = apply_all(frames, mapping, client, stamp)
         report = apply_plan(book, plan, mapping, RunInfo(f"{stamp:%Y%m%d-%H%M}-lstep", stamp))
-    except (MappingError, InputError, FileNotFoundError, LStepError) as exc:
+    except (*EXPECTED, LStepError) as exc:
         _fail(str(exc))
     done = sum(o.ok for o in outcomes)
     console.print(f"applied {done} of {len(outcomes)} operations; {report.cells_written} cells written")

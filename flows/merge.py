@@ -15,10 +15,11 @@ import uuid
 
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.pipeline import RunSummary, Step, in_process, run
-from flows.reconcile import as_task, parse_clock, tell_ops, why_skip
+from flows.reconcile import as_task, parse_clock, publish, tell_ops, why_skip
 from flows.sources import open_book, sender
 from tasks.frames import Frames
 from tasks.mapping import Mapping, load_mapping
@@ -87,15 +88,24 @@ def merge_flow(
     dry_run: bool = False,
     now: str | None = None,
     max_lateness_minutes: float | None = None,
+    credentials: str | None = None,
+    sheets_endpoint: str | None = None,
+    mappings: str | None = None,
+    routes: str | None = None,
 ) -> RunSummary | None:
+    """The sources as for `reconcile_flow`. A scheduled run that starts too late leaves it to the next one."""
     logger = get_run_logger()
     clock = parse_clock(now)
     reason = why_skip(clock, None, max_lateness_minutes, flow_run.scheduled_start_time, dt.datetime.now(dt.UTC))
     if reason:
         logger.info("Nothing done: %s", reason)
+        create_markdown_artifact(key="merge-summary", markdown=f"# Skipped\n{reason}")
         return None
-    book, _ = open_book(workbook or None, spreadsheet or None)
-    summary = run_merge(book, load_mapping(), clock, sender(), dry_run=dry_run, step=as_task)
+    mapping = load_mapping(mappings or None)
+    book, link = open_book(workbook or None, spreadsheet or None, credentials=credentials or None,
+                           endpoint=sheets_endpoint or None, mapping=mapping)
+    summary = run_merge(book, mapping, clock, sender(routes or None), dry_run=dry_run, step=as_task)
+    publish(summary, link, getattr(book, "tab_url", None), kind="merge")
     logger.info("merge plan: %s edits, %s new rows, %s removals; written %s cells, skipped %s",
                 len(summary.plan.edits), len(summary.plan.appends), len(summary.plan.deletes),
                 summary.report.cells_written, len(summary.report.skipped))
