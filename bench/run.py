@@ -1,4 +1,4 @@
-"""Every benchmark figure for one size, as one JSON object (or a short table).
+"""Every benchmark figure for one size, as one JSON object (one line with --json, indented without).
 
     python -m bench.run --size 10000 --json
     → {"size", "reconcile_s", "peak_mb", "ours": {"requests", "cells_written", "wall_s", "staff_edits_lost", …},
@@ -12,8 +12,8 @@
 - demo: whole-process wall time of `salesops reconcile --workbook demo.xlsx` (imports included), a
   first run and a second run with nothing to do, on the demo workbook (300 customers, seed 7).
 - load_average: before and after (the machine is shared: wall times hold other people's work too).
-Nothing here asserts on time: it measures and prints. The figures in bench/README.md were copied
-from this output by hand, with the command and the date.
+Nothing here asserts on time: it measures and prints (exit status 1 if a part could not be measured).
+The figures in bench/README.md were copied from this output by hand, with the command and the date.
 """
 
 from __future__ import annotations
@@ -129,9 +129,16 @@ def main(argv: list[str] | None = None) -> int:
                      e2e_repeat=args.e2e_repeat, steady=not args.no_steady, demo_customers=args.demo_customers)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
-        return 0
-    print(json.dumps(result, ensure_ascii=False, indent=1))
-    return 0
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+    return 1 if failed(result) else 0
+
+
+def failed(result: dict[str, Any]) -> bool:
+    """A part that could not be measured (its "error" is in the figures): the exit status says so too."""
+    parts = [result.get("reconcile", {}), result.get("demo", {})]
+    parts += [result[name] for name in ("ours", "naive", "gspread_dataframe") if name in result]
+    return any("error" in part or "errors" in part for part in parts)
 
 
 if __name__ == "__main__":

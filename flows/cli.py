@@ -39,7 +39,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-WORKBOOK = typer.Option(None, "--workbook", help="Local .xlsx workbook (the embedded default).")
+WORKBOOK = typer.Option(None, "--workbook", help="A local .xlsx workbook (or --spreadsheet).")
 SPREADSHEET = typer.Option(
     None, "--spreadsheet", help="Google spreadsheet id or URL (the main one); ALIAS=ID for a spreadsheet "
     "the mappings name (e.g. links=ID). Repeatable.")
@@ -246,18 +246,18 @@ def apply_operations(
     spreadsheet: list[str] = SPREADSHEET,
     credentials: str = CREDENTIALS,
     sheets_endpoint: str = ENDPOINT,
-    token: str = typer.Option(None, envvar="LSTEP_API_TOKEN", help="L-Step API token (or LSTEP_API_TOKEN)."),
     base_url: str = typer.Option(None, envvar="LSTEP_API_BASE_URL", help="API base URL (default: the mapping's)."),
     now: str = NOW,
     mappings: Path = MAPPINGS,
 ) -> None:
-    """Apply the open タグ追加 / タグ削除 through the L-Step API and record each result in L-Step操作."""
+    """Apply the open タグ追加 / タグ削除 through the L-Step API (token in $LSTEP_API_TOKEN); record each result."""
     from tasks.check import check
     from tasks.lstep_api import LStepClient, LStepError
     from tasks.lstep_api import apply_operations as apply_all
     from tasks.workbooks.port import RunInfo, apply_plan
 
     source = Source.given(workbook, spreadsheet, credentials, sheets_endpoint)
+    token = os.environ.get("LSTEP_API_TOKEN")  # never an option: a command line shows in ps and shell history
     if not token:
         _fail("no L-Step API token (LSTEP_API_TOKEN): the L-Step操作 tab is the interface")
     stamp = parse_now(now)

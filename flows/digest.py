@@ -7,17 +7,12 @@ sends nothing) and sends the outbox. Schedule it once a day before the quiet hou
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandas as pd
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
+from prefect import flow
 
 from flows.pipeline import RunSummary, Step, in_process, run
-from flows.reconcile import as_task, parse_clock, publish, tell_ops, why_skip
-from flows.sources import open_book, sender
-from tasks.mapping import Mapping, load_mapping
+from flows.runs import execute, tell_ops
+from tasks.mapping import Mapping
 from tasks.rules.digest import digest_plan
 from tasks.tell import Send
 from tasks.workbooks.port import Workbook
@@ -42,17 +37,7 @@ def digest_flow(
 ) -> RunSummary | None:
     """The sources as for `reconcile_flow`; `routes`: the routing file (default `$SALESOPS_ROUTES`).
     A scheduled run that starts too late does nothing: the next day's digest will say it all."""
-    logger = get_run_logger()
-    clock = parse_clock(now)
-    reason = why_skip(clock, None, max_lateness_minutes, flow_run.scheduled_start_time, dt.datetime.now(dt.UTC))
-    if reason:
-        logger.info("Nothing done: %s", reason)
-        create_markdown_artifact(key="digest-summary", markdown=f"# Skipped\n{reason}")
-        return None
-    mapping = load_mapping(mappings or None)
-    book, link = open_book(workbook or None, spreadsheet or None, credentials=credentials or None,
-                        endpoint=sheets_endpoint or None, mapping=mapping)
-    summary = run_digest(book, mapping, clock, sender(routes or None), dry_run=dry_run, step=as_task)
-    publish(summary, link, getattr(book, "tab_url", None), kind="digest")
-    logger.info("digest: %s notices planned, %s sent, %s failed", len(summary.plan.appends), summary.sent, summary.failed)
-    return summary
+    return execute(
+        "digest", lambda book, mapping, clock, send, step: run_digest(book, mapping, clock, send, dry_run=dry_run, step=step),
+        workbook=workbook, spreadsheet=spreadsheet, now=now, credentials=credentials, sheets_endpoint=sheets_endpoint,
+        mappings=mappings, routes=routes, max_lateness_minutes=max_lateness_minutes)

@@ -10,19 +10,15 @@ the last pass, which finds nothing left); a run with nothing to merge is that on
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import pandas as pd
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
+from prefect import flow
 
 from flows.pipeline import RunSummary, Step, in_process, run
-from flows.reconcile import as_task, parse_clock, publish, tell_ops, why_skip
-from flows.sources import open_book, sender
+from flows.runs import execute, tell_ops
 from tasks.frames import Frames
-from tasks.mapping import Mapping, load_mapping
+from tasks.mapping import Mapping
 from tasks.plan import Plan
 from tasks.rules.merge import STEPS, merge_approved, next_step
 from tasks.workbooks.port import ApplyReport, Workbook
@@ -94,19 +90,7 @@ def merge_flow(
     routes: str | None = None,
 ) -> RunSummary | None:
     """The sources as for `reconcile_flow`. A scheduled run that starts too late leaves it to the next one."""
-    logger = get_run_logger()
-    clock = parse_clock(now)
-    reason = why_skip(clock, None, max_lateness_minutes, flow_run.scheduled_start_time, dt.datetime.now(dt.UTC))
-    if reason:
-        logger.info("Nothing done: %s", reason)
-        create_markdown_artifact(key="merge-summary", markdown=f"# Skipped\n{reason}")
-        return None
-    mapping = load_mapping(mappings or None)
-    book, link = open_book(workbook or None, spreadsheet or None, credentials=credentials or None,
-                           endpoint=sheets_endpoint or None, mapping=mapping)
-    summary = run_merge(book, mapping, clock, sender(routes or None), dry_run=dry_run, step=as_task)
-    publish(summary, link, getattr(book, "tab_url", None), kind="merge")
-    logger.info("merge plan: %s edits, %s new rows, %s removals; written %s cells, skipped %s",
-                len(summary.plan.edits), len(summary.plan.appends), len(summary.plan.deletes),
-                summary.report.cells_written, len(summary.report.skipped))
-    return summary
+    return execute(
+        "merge", lambda book, mapping, clock, send, step: run_merge(book, mapping, clock, send, dry_run=dry_run, step=step),
+        workbook=workbook, spreadsheet=spreadsheet, now=now, credentials=credentials, sheets_endpoint=sheets_endpoint,
+        mappings=mappings, routes=routes, max_lateness_minutes=max_lateness_minutes)

@@ -55,3 +55,5 @@ def print_summary(summary: RunSummary, mapping: Mapping, console: Console, *, sh
         t.add_row("notifications", f"{summary.sent} sent, {summary.failed} failed")
     t.add_row("input problems", f"{len(summary.problems)} (see the エラー tab)")
     console.print(t)
+    for line in summary.plan.log:  # what a rule chose not to do yet, and why (a merge waiting for staff)
+        console.print(f"note: {line}", markup=False, highlight=False)

@@ -106,8 +106,13 @@ def _raw_frame(body: list[list[Any]], positions: dict[str, int], spec: Tab) -> p
         if f not in out.columns:
             out[f] = pd.Series([None] * len(out), index=out.index, dtype=object)
     out[ROW] = frame.index + 2
-    blank = out[spec.fields].map(lambda v: to_text(v).strip() == "").all(axis=1)
+    blank = pd.concat([_blank(out[f]) for f in spec.fields], axis=1).all(axis=1) if spec.fields else out[ROW].isna()
     return out[~blank]
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    """Empty or only spaces (what to_text shows as nothing), for a whole column at once."""
+    return column.astype("string").str.strip().fillna("").eq("")
 
 
 def _keyed(table: Table, problems: list[Problem]) -> tuple[Table, list[Problem]]:

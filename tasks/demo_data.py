@@ -12,12 +12,10 @@ E-mail domains are reserved example domains only (plus the team's `leporto.com` 
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import functools
 import gc
 import re
-import time
 import unicodedata
 import zipfile
 from collections.abc import Iterator
@@ -50,7 +48,6 @@ DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
 DATE_FORMAT = "yyyy/mm/dd"
 
 CUSTOMERS_PER_SALESPERSON = 60  # keeps a diary humanly possible, so the only overlaps are the injected ones
-MEETING = timedelta(minutes=90)
 SLOTS = 20  # starts 10:00, 10:30 … 19:30; a meeting takes three half-hour slots
 DAYS_BEFORE, DAYS_AFTER = 59, 29  # bookings from 60 days before `now` to 30 days after
 EXCEL_EPOCH = datetime(1899, 12, 30)
@@ -903,24 +900,3 @@ def make_team_workbook(path: str | Path, customers: int = 300, *, seed: int = 7,
     """generate_frames + write_workbook: a demo or benchmark workbook in one call."""
     return write_workbook(path, generate_frames(customers, seed=seed, now=now), engine=engine)
 
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line for the demo and the benchmarks; prints how long each half took."""
-    parser = argparse.ArgumentParser(description="Write a synthetic, messy team workbook.")
-    parser.add_argument("path")
-    parser.add_argument("--customers", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--now", default="2026-11-20T10:00+09:00")
-    parser.add_argument("--engine", choices=("fast", "openpyxl"), default="fast")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    tabs = generate_frames(args.customers, seed=args.seed, now=datetime.fromisoformat(args.now))
-    t1 = time.perf_counter()
-    write_workbook(args.path, tabs, engine=args.engine)
-    t2 = time.perf_counter()
-    counts = ", ".join(f"{title} {len(rows) - 1}" for title, rows in tabs.items())
-    print(f"{args.path}: {counts} rows; generate {t1 - t0:.2f}s, write {t2 - t1:.2f}s, total {t2 - t0:.2f}s")
-
-
-if __name__ == "__main__":
-    main()

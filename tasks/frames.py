@@ -9,9 +9,10 @@ import pandas as pd
 
 from tasks.a1 import a1
 from tasks.mapping import Tab
+from tasks.normalize import is_missing
 
-ROW = "_row"
-DATETIME = "datetime64[ns, Asia/Tokyo]"  # the sheet row a record was read from: for messages only, never for writing
+ROW = "_row"  # the sheet row a record was read from: for messages only, never for writing
+DATETIME = "datetime64[ns, Asia/Tokyo]"  # the dtype of every datetime column
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Table:
         if field not in self.raw.columns or key not in self.raw.index:
             return None
         value = self.raw.at[key, field]
-        return None if _is_missing(value) else value
+        return None if is_missing(value) else value
 
     def usable(self, *fields: str) -> pd.Series:
         """Rows whose given fields were read without a problem."""
@@ -77,10 +78,3 @@ class Frames:
 
     def __getitem__(self, name: str) -> Table:
         return self.tables[name]
-
-
-def _is_missing(value: Any) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False

@@ -10,6 +10,8 @@ The tool's import layout is not public: the column names are the mapping's (`tag
 Encodings: `utf-8-sig` (UTF-8 with a BOM, which Excel needs) and `cp932` (what the tool's own
 exports use). In CP932 a name the code page cannot hold gets `?` for that character, as the
 tool's exports do; a header or tag that it cannot hold is an error (it would not match).
+Staff open the file in Excel, so a cell that Excel would run as a formula (it starts with = + - @,
+a tab or a CR: a customer named 「=HYPERLINK(…)」) gets a leading `'`, as OWASP advises for CSV.
 
 `build_export` is pure (frames in, rows out); `export_bytes` encodes; `write_export` is the only IO.
 """
@@ -27,11 +29,12 @@ import pandas as pd
 
 from tasks.frames import Frames
 from tasks.mapping import Mapping
-from tasks.normalize import normalize_value
+from tasks.normalize import normalize_series, normalize_value
 from tasks.rules.operations import customer_name
 from tasks.rules.tags import ADD, REMOVE, tag_key, tag_set
 
 ENCODINGS = ("utf-8-sig", "cp932")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection
 
 
 class ExportError(ValueError):
@@ -58,7 +61,7 @@ def build_export(frames: Frames, mapping: Mapping) -> Export:
     skipped = [(str(i), "対応済を読めません") for i in ops.index[~usable.reindex(ops.index, fill_value=True)]]
     ops = ops[usable.reindex(ops.index, fill_value=True)]
     customers = frames["customers"].data
-    uid = pd.Series([line_user_id_of(customers, row) for _, row in ops.iterrows()], index=ops.index, dtype=object)
+    uid = line_user_ids(customers, ops)
     skipped += [(str(i), "LINEユーザーIDがありません") for i in ops.index[uid.isna()]]
     ops = ops[uid.notna()].assign(uid=uid[uid.notna()], op_id=lambda f: f.index.astype(str))
     ops = ops.sort_values(["created_at", "op_id"], na_position="first")
@@ -106,8 +109,8 @@ def export_bytes(export: Export, encoding: str) -> bytes:
             rows = tuple((*r[:at], _cp932_safe(r[at]), *r[at + 1:]) for r in rows)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(export.header)
-    writer.writerows(rows)
+    writer.writerow(map(_inert, export.header))
+    writer.writerows(map(_inert, r) for r in rows)
     return buffer.getvalue().encode(encoding)
 
 
@@ -124,6 +127,16 @@ def write_export(path: Path | str, export: Export, encoding: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def line_user_ids(customers: pd.DataFrame, ops: pd.DataFrame) -> pd.Series:
+    """`line_user_id_of` for every operation row at once (normalized frames: text is str or None)."""
+    current = customers["line_user_id"]
+    current = current[current.notna().to_numpy() & ~current.index.duplicated(keep=False)]
+    known = pd.Series(current.reindex(ops["customer_id"].where(ops["customer_id"].notna())).to_numpy(), index=ops.index)
+    recorded, problems = normalize_series("line_user_id", ops["line_user_id"])
+    recorded = recorded.where(recorded.notna() & problems.isna(), None)
+    return known.where(known.notna(), recorded).astype(object).where(lambda v: v.notna(), None)
 
 
 def line_user_id_of(customers: pd.DataFrame, row: pd.Series) -> str | None:
@@ -146,6 +159,10 @@ def _name(frames: Frames, cid: str | None, ops: pd.DataFrame) -> str:
     name = customer_name(frames, cid) if cid else ""
     recorded = ops["customer_name"].dropna()
     return name or (str(recorded.iloc[-1]) if not recorded.empty else "")
+
+
+def _inert(cell: str) -> str:
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
 def _cp932_safe(text: str) -> str:

@@ -7,12 +7,12 @@ the key that is wrong, before anything is read or written.
 
 from __future__ import annotations
 
-from functools import cached_property
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -249,9 +249,22 @@ class Alerts(Strict):
     rebooking_cancel_kind: str = "日程変更希望"  # alert 9: the キャンセル区分 that expects a rebooking
 
 
+_CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
+
+
 class QuietHours(Strict):
+    """Tokyo clock times, kept as zero-padded HH:MM: tell.in_quiet_hours compares them as text."""
+
     start: str
     end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        match = _CLOCK.fullmatch(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a time HH:MM (for example 21:00)")
+        return f"{int(match[1]):02d}:{match[2]}"
 
 
 class Template(Strict):
@@ -291,13 +304,6 @@ class Mapping(Strict):
             if unknown:
                 raise ValueError(f"status_groups.{group}: not in vocab.statuses: {sorted(unknown)}")
         return self
-
-    def tab(self, name: str) -> Tab:
-        return self.tabs[name]
-
-    @cached_property
-    def tab_by_title(self) -> dict[str, str]:
-        return {t.title: n for n, t in self.tabs.items()}
 
 
 def load_mapping(directory: Path | str | None = None) -> Mapping:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import traceback
 import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -29,7 +31,6 @@ KINDS = (
 )
 DEFAULT_TRUTHS = ("TRUE", "true", "✓", "○", "済", "1")
 FALSES = ("FALSE", "false", "0", "×", "未")
-DATETIME_DTYPE = "datetime64[ns, Asia/Tokyo]"
 
 # Staff-facing problem texts (Japanese: they go to the エラー tab as they are).
 KANA_NOT_KANA = "フリガナにカナ以外の文字があります"
@@ -91,16 +92,23 @@ def _plain(value: object) -> object:
     return value
 
 
-def _is_missing(value: object) -> bool:
-    """None, NaN, NaT and pd.NA: what pandas leaves in an empty cell."""
+def is_missing(value: object) -> bool:
+    """None, NaN, NaT and pd.NA: what pandas leaves in an empty cell (and any scalar pd.isna calls missing)."""
     if value is None or value is pd.NA or value is pd.NaT:
         return True
-    return isinstance(value, float) and value != value
+    if isinstance(value, str | int | dt.datetime):  # the common cells, without pd.isna's cost (NaT is caught above)
+        return False
+    if isinstance(value, float):
+        return bool(value != value)
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # not a scalar
+        return False
 
 
 def _is_blank(value: object) -> bool:
     """Missing, or text that is only whitespace (checked to equal `_clean(value) == ""`, but cheaper)."""
-    return _is_missing(value) or (isinstance(value, str) and not value.translate(_ZERO_WIDTH).strip())
+    return is_missing(value) or (isinstance(value, str) and not value.translate(_ZERO_WIDTH).strip())
 
 
 # --------------------------------------------------------------------------- display text
@@ -109,7 +117,7 @@ def _is_blank(value: object) -> bool:
 def to_text(value: object) -> str:
     """The canonical display text of a cell, so that 12, 12.0 and "12" compare equal as staff see them."""
     value = _plain(value)
-    if _is_missing(value):
+    if is_missing(value):
         return ""
     if isinstance(value, str):
         return value
@@ -546,9 +554,17 @@ def normalize_value(
         return empty, None
     try:
         return normalizer(value, vocab, truths)
-    except Exception:  # a bug here must cost one cell, not the run
-        log.exception("normalizer %s failed on %r", kind, value)
+    except Exception as exc:  # noqa: BLE001 (logged without the value): a bug here must cost one cell, not the run
+        _log_failure(kind, value, exc)
         return empty, UNREADABLE
+
+
+def _log_failure(kind: str, value: object, exc: Exception) -> None:
+    """The cell kind and where the code failed, never the value nor the exception's text: a cell
+    holds phone numbers and names (the cell itself is in エラー, with its address)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    log.error("normalizer %s failed on a %s cell: %s at %s:%d %s()", kind, type(value).__name__,
+              type(exc).__name__, Path(frame.filename).name, frame.lineno, frame.name)
 
 
 def _normalizer(kind: str) -> Normalizer:
@@ -669,6 +685,6 @@ def _moment_or_blank(value: object) -> Moment:
         return None, None
     try:
         return _moment(value, need_time=True)
-    except Exception:  # as in normalize_value
-        log.exception("normalizer datetime failed on %r", value)
+    except Exception as exc:  # noqa: BLE001 (as in normalize_value)
+        _log_failure("datetime", value, exc)
         return None, UNREADABLE

@@ -122,9 +122,10 @@ def load_routes(
             raw[route_name(var[len(ENV_PREFIX):])] = [u for u in _URL_START.split(value.strip()) if u]
     secrets: set[str] = set()
     resolved = {name: tuple(_substitute(u, env, secret, secrets, name) for u in urls) for name, urls in raw.items()}
-    for name, urls in resolved.items():
-        for url in urls:
-            _check_url(url, name, secrets)
+    with _Scrubbed(secrets):
+        for name, urls in resolved.items():
+            for url in urls:
+                _check_url(url, name, secrets)
     default = resolved.pop(DEFAULT, ())
     return Routes(resolved, default, str(sender) if sender else None, frozenset(secrets))
 
@@ -193,6 +194,28 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+class _Scrubbed(logging.Filter):
+    """Apprise and urllib3 log each URL they send to at DEBUG, a route's token included: cut it out."""
+
+    LOGGERS = ("apprise", "urllib3.connectionpool")
+
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage(), self.secrets), ()
+        return True
+
+    def __enter__(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 # --------------------------------------------------------------------------- the router
 
 
@@ -214,11 +237,12 @@ class Router:
             return
         urls = self.resolve(recipient)
         failed = []
-        for url in urls:
-            try:
-                self.transport(url, title, body, key)
-            except Exception as exc:  # noqa: BLE001 - every URL is tried; the failures are reported together
-                failed.append(f"{_service(url)}: {exc}")
+        with _Scrubbed(self.routes.secrets):
+            for url in urls:
+                try:
+                    self.transport(url, title, body, key)
+                except Exception as exc:  # noqa: BLE001 - every URL is tried; the failures are reported together
+                    failed.append(f"{_service(url)}: {exc}")
         if failed:
             message = f"{len(failed)}/{len(urls)} の送信先に失敗: " + " / ".join(failed)
             raise DeliveryError(scrub(message, self.routes.secrets)[:280])
@@ -334,7 +358,7 @@ class LinePush(NotifyLine):
 
     def send(self, body, title="", notify_type=None, **kwargs):
         if not self.targets:
-            self.logger.warning("There were no Line targets to notify.")
+            self.logger.warning("LINE: 送信先（グループID・ユーザーID）が URL にありません")  # becomes 通知.エラー
             return False
         messages = [{"type": "text", "text": t} for t in split_text(body, LINE_TEXT_MAX, LINE_MESSAGES_MAX)]
         if self.sender_name:
@@ -362,7 +386,8 @@ class LinePush(NotifyLine):
             if r.status_code == 200:
                 continue
             if r.status_code == 409 and self.retry_key and r.headers.get("X-Line-Accepted-Request-Id"):
-                self.logger.info(f"LINE: {target} は送信済み（retry key, accepted {r.headers['X-Line-Accepted-Request-Id']}）")
+                self.logger.info(f"LINE: {target} already delivered (retry key; accepted request "
+                                 f"{r.headers['X-Line-Accepted-Request-Id']})")
                 continue
             detail = (r.text or "")[:200].replace("\n", " ")
             self.logger.warning(f"LINE: {target} への送信に失敗 HTTP {r.status_code} {detail}")

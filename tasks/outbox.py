@@ -18,14 +18,14 @@ from tasks.rules.common import new_row
 
 PENDING, SENT, FAILED = "未送信", "送信済", "失敗"
 
-_EMAIL = re.compile(r"([^\s@、。,;:()（）<>]{1,64})@([^\s@、。,;:()（）<>]+\.[A-Za-z]{2,})")
+_EMAIL = re.compile(r"([^\s@＠、。,;:()（）<>]{1,64})[@＠]([^\s@＠、。,;:()（）<>]+[.．][A-Za-zＡ-Ｚａ-ｚ]{2,})")
 # A phone number starts with 0 (domestic) or + (international): a date (2026-11-20 10:00) or an id does not.
-_PHONE = re.compile(r"(?<![\dA-Za-z])((?:[+＋]\d|[0０])[\d\- ‐－ー()（）]{7,}\d)(?![\dA-Za-z])")
+_PHONE = re.compile(r"(?<![\dA-Za-z])((?:[+＋]\d|[0０])[\d\- ‐－ー()（）.．]{7,}\d)(?![\dA-Za-z])")
 
 
 def mask(text: str) -> str:
     """Keep just enough to recognise: 090-****-5678, t***@example.com."""
-    text = _EMAIL.sub(lambda m: f"{m.group(1)[0]}***@{m.group(2)}", text)
+    text = _EMAIL.sub(lambda m: f"{m.group(1)[0]}***@{m.group(2)}", text)  # ＠ too: staff type full width
     return _PHONE.sub(lambda m: _mask_phone(m.group(1)), text)
 
 

@@ -93,13 +93,6 @@ class Plan:
     def size(self) -> int:
         return len(self.edits) + len(self.appends) + len(self.deletes)
 
-    def for_tab(self, tab: str) -> Plan:
-        return Plan(
-            edits=tuple(e for e in self.edits if e.tab == tab),
-            appends=tuple(a for a in self.appends if a.tab == tab),
-            deletes=tuple(d for d in self.deletes if d.tab == tab),
-        )
-
     @property
     def tabs(self) -> list[str]:
         names = {e.tab for e in self.edits} | {a.tab for a in self.appends} | {d.tab for d in self.deletes}
@@ -117,10 +110,15 @@ class Plan:
 
 
 def combine(plans: list[Plan]) -> Plan:
-    total = Plan()
-    for plan in plans:
-        total = total | plan
-    return total.sorted()
+    """The union of every plan in one pass (a fold of `|` would re-check the whole total once per plan)."""
+    every = Plan(
+        edits=tuple(e for p in plans for e in p.edits),
+        appends=tuple(a for p in plans for a in p.appends),
+        deletes=tuple(d for p in plans for d in p.deletes),
+        problems=tuple(x for p in plans for x in p.problems),
+        log=tuple(line for p in plans for line in p.log),
+    )
+    return (Plan() | every).sorted()
 
 
 def _union(items: tuple, address, payload) -> tuple:

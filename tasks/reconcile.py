@@ -16,7 +16,7 @@ from tasks.rules.duplicates import duplicate_candidates
 from tasks.rules.errors import error_rows
 from tasks.rules.metrics import customer_metrics
 from tasks.rules.payment_links import payment_links
-from tasks.rules.queue import operations_queue
+from tasks.rules.queue import BASELINE_REASON, operations_queue
 from tasks.rules.reminders import reminders
 from tasks.rules.tags import customer_tags
 from tasks.tell import failed_notices
@@ -37,8 +37,6 @@ RULES: tuple[Rule, ...] = (
     failed_notices,  # a notice out of tries is told to 運営 (tasks/tell.py)
 )
 
-BASELINE_REASON = "導入時"
-
 
 def reconcile(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
     plan = combine([rule(frames, now, mapping) for rule in RULES])
@@ -48,12 +46,15 @@ def reconcile(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: 
 
 
 def as_baseline(plan: Plan) -> Plan:
-    """The adoption run: fill everything, flood nobody (operations done, notices already sent)."""
+    """The adoption run: fill everything, flood nobody (operations done, notices already sent).
+
+    A baseline notice is 送信済 with no 送信日時 and 試行回数 0; エラー stays blank (nothing failed).
+    """
     appends = []
     for a in plan.appends:
         if a.tab == "operations":
             a = a.with_values(done=True, reason=BASELINE_REASON)
         elif a.tab == "outbox":
-            a = a.with_values(state=SENT, error=BASELINE_REASON)
+            a = a.with_values(state=SENT)
         appends.append(a)
     return Plan(plan.edits, tuple(appends), plan.deletes, plan.problems, plan.log)

@@ -146,10 +146,9 @@ def deliver(rows: pd.DataFrame, send: Send) -> list[Delivery]:
     return out
 
 
-def marks(rows: pd.DataFrame, deliveries: list[Delivery], frames: Frames | None = None,
-          now: pd.Timestamp | None = None) -> Plan:
-    """Edits that record each delivery's outcome (compare-and-set against the attempt's record)."""
-    del frames, now  # the attempt already wrote 送信日時 and 試行回数
+def marks(rows: pd.DataFrame, deliveries: list[Delivery]) -> Plan:
+    """Edits that record each delivery's outcome (compare-and-set against the attempt's record;
+    the attempt already wrote 送信日時 and 試行回数)."""
     edits = []
     for d in deliveries:
         new = {"state": SENT, "error": None} if d.ok else {"state": FAILED, "error": d.error}

@@ -12,8 +12,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pandas as pd
-
 from tasks.mapping import Mapping, Tab
 from tasks.normalize import to_text
 from tasks.plan import Append, Plan
@@ -50,6 +48,7 @@ class TabWrite:
     cells: list[tuple[int, int, Any]] = field(default_factory=list)  # row, col, typed value
     rows: list[list[Any]] = field(default_factory=list)  # appended below last_row, in column order
     deletes: list[int] = field(default_factory=list)  # rows, descending
+    new_keys: set[str] = field(default_factory=set, repr=False)  # keys of `rows`: one lookup per append, not a scan
 
     def __bool__(self) -> bool:
         return bool(self.cells or self.rows or self.deletes)
@@ -63,7 +62,8 @@ class Resolution:
 
     @property
     def cells_written(self) -> int:
-        return sum(len(w.cells) + sum(len(r) for r in w.rows) for w in self.writes.values())
+        """Cells given a value: an appended row's blank cells are not writes anyone would count."""
+        return sum(len(w.cells) + sum(not _blank(v) for r in w.rows for v in r) for w in self.writes.values())
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,10 @@ def resolve(plan: Plan, states: dict[str, TabState], mapping: Mapping) -> Resolu
             continue
         spec = mapping.tabs[delete.tab]
         rows = _rows_of(spec, states.get(spec.title), delete.key)
+        if len(rows) > 1:  # never guess which row to remove
+            skipped.append(Skip(spec.title, delete.key, spec.key or "", "key on several rows"))
         if len(rows) != 1:
-            continue  # already gone (a rerun), or ambiguous: never guess which row to remove
+            continue  # already gone (a rerun), or ambiguous
         writes.setdefault(spec.title, TabWrite(spec.title)).deletes.append(rows[0])
         changes.append((spec.title, delete.key, "(行削除)", delete.key, None, delete.reason))
     for write in writes.values():
@@ -152,9 +154,11 @@ def same(current: Any, expected: Any) -> bool:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
-        value = value.tz_convert("Asia/Tokyo").tz_localize(None)
-    return to_text(value).strip()
+    return to_text(value).strip()  # an aware datetime as its Tokyo wall clock
+
+
+def _blank(value: Any) -> bool:
+    return to_text(value) == ""
 
 
 def _failed_groups(plan: Plan, states: dict[str, TabState], mapping: Mapping) -> set[str]:
@@ -206,14 +210,15 @@ def _append_row(spec: Tab, state: TabState, append: Append, write: TabWrite) -> 
     if spec.key is not None:
         if _rows_of(spec, state, append.key):
             return None
-        key_col = _col(spec, state, spec.key)
-        if any(r[key_col - 1] == append.key for r in write.rows):
+        if append.key in write.new_keys:
             return None
-    values = dict(append.values)
+        write.new_keys.add(append.key)
+    position = {name: i for i, name in enumerate(state.header)}
+    headers = {c.field: c.header for c in spec.columns}
     row: list[Any] = [None] * len(state.header)
-    for column in spec.columns:
-        col = _col(spec, state, column.field)
-        if col is not None and column.field in values:
-            row[col - 1] = values[column.field]
+    for name, value in append.values:
+        col = position.get(headers.get(name))
+        if col is not None:
+            row[col] = value
     return row
 

@@ -3,7 +3,7 @@
 No test machine reaches Google, so the real gspread client talks to this server
 instead. It keeps spreadsheets in memory and answers the subset of Sheets API v4
 that gspread and our adapter use, with the shapes and semantics recorded from
-Google in shared/sheets-api/cassettes (tests/test_sheets_standin.py replays those
+Google in tests/cassettes (tests/test_sheets_standin.py replays those
 recordings against it and compares every answer).
 
 Served: spreadsheets.get, spreadsheets.batchUpdate (addSheet, deleteSheet,

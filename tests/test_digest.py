@@ -75,6 +75,14 @@ def test_each_person_gets_their_own_open_items(tmp_path, mapping):
     assert "決済リンク作成 PL-R2" in takahashi and "『決済リンク依頼』I3 にURLを入力" in takahashi and "PL-R1" not in takahashi
 
 
+def test_items_are_in_time_order_across_new_year(tmp_path, mapping):
+    path = workbook(tmp_path, operations=[op("OP-JAN", "佐藤", due=dt.datetime(2027, 1, 5, 9, 0)),
+                                          op("OP-NONE", "佐藤", due=None),
+                                          op("OP-DEC", "佐藤", due=dt.datetime(2026, 12, 28, 17, 0))])
+    sato = digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping).appends[0].get("body")
+    assert sato.index("期限 12/28 17:00") < sato.index("期限 01/05 09:00") < sato.index("期限 なし")
+
+
 def test_inactive_staff_and_empty_lists_get_nothing(tmp_path, mapping):
     staff = [["佐藤", "営業", "sato", "FALSE"], ["鈴木", "営業", "suzuki", "TRUE"]]
     path = workbook(tmp_path, staff=staff, operations=[op("OP1", "佐藤")])

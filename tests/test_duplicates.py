@@ -295,3 +295,15 @@ def test_merged_rows_stay_when_the_source_is_gone(book, mapping):
     assert not [d for d in plan.deletes if d.key == "C001~C002"]
     assert {r["候補ID"] for r in tab_records(book, "重複候補")} >= {"C001~C002"}
     assert {r["お客様番号"]: r["重複候補"] for r in tab_records(book, "顧客")}["C002"] is None
+
+
+def test_a_state_staff_typed_in_their_own_words_is_a_problem_and_never_overwritten(book, mapping):
+    apply(book, mapping)
+    set_cell(book, "重複候補", "C005~C006", "状態", "却下します")
+    set_cell(book, "顧客", "C006", "電話番号", "080-9999-0000")  # the pair stops matching: still not withdrawn
+    plan = apply(book, mapping)
+    assert not [e for e in plan.edits if e.key == "C005~C006"] and not [d for d in plan.deletes if d.key == "C005~C006"]
+    assert {r["候補ID"]: r["状態"] for r in tab_records(book, "重複候補")}["C005~C006"] == "却下します"
+    [problem] = [p for p in plan.problems if p.key == "C005~C006"]
+    assert (problem.tab, problem.field, problem.value) == ("重複候補", "状態", "却下します")
+    assert problem.cell.startswith("J") and "却下" in problem.message

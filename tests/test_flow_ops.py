@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.reconcile import parse_clock, why_skip
+from flows.runs import parse_clock, why_skip
 from flows.setup import rate_limit_shape
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,17 @@ def test_business_hours_are_tokyo_wall_clock_with_the_end_excluded():
     assert "outside business hours" in why_skip(pd.Timestamp("2026-11-20T21:00+09:00"), "09:00-21:00", None, None, WALL)
     assert why_skip(pd.Timestamp("2026-11-20T00:30Z"), "09:00-21:00", None, None, WALL) is None  # 09:30 JST
     assert why_skip(pd.Timestamp("2026-11-20T08:59+09:00"), "09:00-21:00", None, None, WALL) is not None
+
+    night = "21:00-09:00"  # a range across midnight
+    assert why_skip(pd.Timestamp("2026-11-20T23:30+09:00"), night, None, None, WALL) is None
+    assert why_skip(pd.Timestamp("2026-11-20T08:00+09:00"), night, None, None, WALL) is None
+    assert why_skip(TEN, night, None, None, WALL) is not None
+
+
+@pytest.mark.parametrize("guess", ["11/20 10:00", "2026-13-01T10:00", "tomorrow"])
+def test_a_clock_that_would_be_a_guess_is_refused(guess):
+    with pytest.raises(ValueError, match="now="):
+        parse_clock(guess)
 
 
 def test_a_clock_without_a_zone_is_tokyo_time():

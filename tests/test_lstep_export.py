@@ -90,3 +90,12 @@ def test_the_command_line_writes_the_file(mapping, tmp_path):
     result = CliRunner().invoke(app, ["export-operations", "--workbook", str(path), "--out", str(out),
                                       "--encoding", "latin-1"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tA", "\rB"])
+def test_a_cell_excel_would_run_as_a_formula_gets_a_leading_quote(mapping, name):
+    export = build_export(check(_book(mapping).read(), mapping), mapping)
+    hostile = export.__class__(("ユーザーID", "表示名", "=タグ"), ((U1, name, "1"), (U2, "鈴木 花子", "0")), (), (), 1)
+    for encoding in ("utf-8-sig", "cp932"):
+        rows = list(csv.reader(io.StringIO(export_bytes(hostile, encoding).decode(encoding), newline="")))
+        assert rows == [["ユーザーID", "表示名", "'=タグ"], [U1, "'" + name, "1"], [U2, "鈴木 花子", "0"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from zoneinfo import ZoneInfo
 
@@ -12,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tasks.frames import DATETIME
 from tasks.normalize import (
     CHECK_BAD,
     DATE_BAD,
     DATETIME_BAD,
-    DATETIME_DTYPE,
     DEFAULT_TRUTHS,
     EMAIL_BAD,
     INT_BAD,
@@ -400,7 +401,7 @@ def test_series_dtypes_and_distinct_types():
     assert checks.dtype == bool and checks.tolist() == [True, True, True, True, False, True]
     assert problems.isna().all()
     when, _ = normalize_series("datetime", pd.Series(["2026/11/20 10:00", None, SERIAL_TEN]))
-    assert str(when.dtype) == DATETIME_DTYPE and when.isna().tolist() == [False, True, False]
+    assert str(when.dtype) == DATETIME and when.isna().tolist() == [False, True, False]
 
 
 def test_series_accepts_a_typed_datetime_column():
@@ -455,3 +456,24 @@ def test_phone_shortcut_on_every_prefix():
                 assert _jp_valid(nsn) == phonenumbers.is_valid_number(number), nsn
                 text = f"0{nsn[:2]}-{nsn[2:6]}-{nsn[6:]}"
                 assert _phone_text.__wrapped__(text) == _parsed(text), text
+
+
+class _Hostile:
+    """A cell value whose text cannot be taken, and whose repr and error carry a phone number."""
+
+    def __repr__(self) -> str:
+        return "_Hostile('090-1234-5678')"
+
+    def __str__(self) -> str:
+        raise ValueError("cannot show 090-1234-5678")
+
+
+def test_a_normalizer_bug_logs_the_kind_and_the_place_never_the_value(caplog):
+    with caplog.at_level(logging.ERROR, logger="tasks.normalize"):
+        assert normalize_value("phone", _Hostile()) == (None, UNREADABLE)
+        values, problems = normalize_series("datetime", pd.Series([_Hostile()], dtype=object))
+    assert values.isna().all() and problems.tolist() == [UNREADABLE]
+    assert [r.levelno for r in caplog.records] == [logging.ERROR] * len(caplog.records) and len(caplog.records) >= 2
+    text = caplog.text
+    assert "normalizer phone failed on a _Hostile cell: ValueError" in text and "normalizer datetime failed" in text
+    assert "1234" not in text

@@ -386,6 +386,8 @@ def test_masked_in_what_arrives(tmp_path, mapping, receiver, env):
     ("+81 90-1234-5678", "+81 9*-****-5678"),
     ("+819012345678", "+819*****5678"),
     ("taro.yamada+x@example.co.jp に連絡", "t***@example.co.jp に連絡"),
+    ("taro＠example．jp", "t***@example．jp"),
+    ("090.1234.5678", "090.****.5678"),
     ("開始 2026-11-20 10:00（予約 R20261120001, ID 1234567890）", "開始 2026-11-20 10:00（予約 R20261120001, ID 1234567890）"),
 ])
 def test_masking_hides_phones_and_emails_not_dates_or_ids(text, masked):
@@ -510,9 +512,22 @@ def test_digest_flow_on_prefect_reads_the_route_secret_from_a_secret_block(tmp_p
         again = digest_flow(workbook=str(path), now="2026-11-20T18:30+09:00")
         with get_client(sync_client=True) as client:
             published = {a.key for a in client.read_artifacts()}
+        # a run that fails tells 運営 through the run's routing (the on_failure hook)
+        monkeypatch.setenv("SALESOPS_ROUTE_運営", f"json://{receiver.base}/hook/ops")
+        with pytest.raises(FileNotFoundError):
+            digest_flow(workbook=str(tmp_path / "missing.xlsx"), now="2026-11-20T18:00+09:00")
     assert {"digest-summary", "digest-changes"} <= published
+    [failed] = receiver.at("/hook/ops")
+    assert json.loads(failed["body"])["title"] == "実行エラー" and "missing.xlsx" in json.loads(failed["body"])["message"]
     [push] = receiver.at(LINE_PUSH)
     assert push["headers"]["Authorization"] == f"Bearer {LINE_TOKEN}"
     assert "L-Step操作" in receiver.line_texts()[0] and json.loads(push["body"])["to"] == GROUP
     assert (summary.sent, again.sent) == (1, 0)
     assert {r["通知ID"]: r["状態"] for r in tab_records(path, "通知")} == {"digest:佐藤:2026-11-20": "送信済"}
+
+
+def test_a_line_url_without_a_target_fails_in_japanese(receiver):
+    routes = load_routes(None, {"LINE_TOKEN": LINE_TOKEN, "SALESOPS_ROUTE_G": "line://${LINE_TOKEN}/"})
+    with pytest.raises(DeliveryError, match="送信先（グループID・ユーザーID）が URL にありません") as exc:
+        Router(routes)("g", "t", "b", "k")
+    assert LINE_TOKEN not in str(exc.value) and not receiver.at(LINE_PUSH, None)

@@ -247,7 +247,7 @@ def test_sent_ticked_makes_it_sent(tmp_path, mapping, outbox):
     go(path, mapping, outbox)
     assert requests(path)["PL-R001"]["状態"] == "送付済"
     set_cell(path, "予約", "R001", "結果", "保留")  # too late to cancel: sent is sent
-    assert not go(path, mapping, outbox).plan.for_tab("payment_links")
+    assert "payment_links" not in go(path, mapping, outbox).plan.tabs
 
 
 # --------------------------------------------------------------------------- 取消, overdue
@@ -281,13 +281,13 @@ def test_unreadable_outcome_or_repeated_booking_id_cancels_nothing(tmp_path, map
     path = book(tmp_path, [won()])
     go(path, mapping, outbox)
     set_cell(path, "予約", "R001", "結果", "せいやく?")  # not a word of the vocabulary
-    assert not go(path, mapping, outbox).plan.for_tab("payment_links")
+    assert "payment_links" not in go(path, mapping, outbox).plan.tabs
     set_cell(path, "予約", "R001", "結果", "成約")
     wb = openpyxl.load_workbook(path)
     ws = wb["予約"]
     ws.append([c.value for c in ws[2]])  # the row twice: 予約ID repeated, the booking unreadable
     wb.save(path)
-    assert not go(path, mapping, outbox).plan.for_tab("payment_links")
+    assert "payment_links" not in go(path, mapping, outbox).plan.tabs
     assert requests(path)["PL-R001"]["状態"] == "依頼中"
 
 
@@ -358,7 +358,7 @@ def test_rule_is_idempotent_and_deterministic(tmp_path, mapping, outbox):
     frames = check(LocalWorkbook(path).read(), mapping)
     assert payment_links(frames, NOW, mapping) == payment_links(frames, NOW, mapping)
     go(path, mapping, outbox, full=True)
-    assert not reconcile(check(LocalWorkbook(path).read(), mapping), NOW, mapping).for_tab("payment_links")
+    assert "payment_links" not in reconcile(check(LocalWorkbook(path).read(), mapping), NOW, mapping).tabs
 
 
 # --------------------------------------------------------------------------- the tab in another spreadsheet

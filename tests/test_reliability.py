@@ -323,16 +323,25 @@ def as_key(text: Any) -> str:
     return unicodedata.normalize("NFKC", to_text(text)).strip()
 
 
-def key_forms(text: str) -> tuple[str, ...]:
+def key_forms(text: str, known: set[str]) -> tuple[str, ...]:
     """The key texts a row shown with this key may have for the run: itself, and for a date the
-    serial number Google's unformatted read gives (a date typed into a key column)."""
+    serial number Google's unformatted read gives (a date typed into a key column): any of the
+    `known` keys within a second of it (the date shown drops the fraction of a second)."""
     for fmt in ("%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S"):
         try:
             moment = dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return as_key(text), as_key((moment - dt.datetime(1899, 12, 30)) / dt.timedelta(days=1))
+        serial = (moment - dt.datetime(1899, 12, 30)) / dt.timedelta(days=1)
+        return (as_key(text), *(k for k in known if _number(k) is not None and abs(_number(k) - serial) < 1 / 86400))
     return (as_key(text),)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def unplanned_changes(person: dict, final: dict, plan, mapping, edits: list[StaffEdit]) -> list[str]:
@@ -346,6 +355,7 @@ def unplanned_changes(person: dict, final: dict, plan, mapping, edits: list[Staf
         planned[(spec.title, as_key(e.key), spec.column(e.field).header)] = e.new
     appended = {(mapping.tabs[a.tab].title, as_key(a.key)) for a in plan.appends}
     deleted = {(mapping.tabs[d.tab].title, as_key(d.key)) for d in plan.deletes}
+    known = {k for _, k, _ in planned} | {k for _, k in appended | deleted}
     problems = []
     for title, key_header in keys.items():
         if title in (OUTBOX_TITLE, LOG_TITLE) or title not in final:
@@ -354,7 +364,7 @@ def unplanned_changes(person: dict, final: dict, plan, mapping, edits: list[Staf
         after_header, after = keyed(final[title], key_header)
         for key in set(before) | set(after):
             was, now = before.get(key, []), after.get(key, [])
-            forms = key_forms(key)
+            forms = key_forms(key, known)
             if len(was) != len(now):
                 if not (any((title, k) in appended for k in forms) and not was and len(now) == 1) and \
                         not (any((title, k) in deleted for k in forms) and len(was) == 1 and not now):

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -46,8 +45,7 @@ from tests.sheets_standin import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHEETS_API = Path(os.environ.get("SHEETS_API_DIR", ROOT.parent / "shared" / "sheets-api"))
-CASSETTES = SHEETS_API / "cassettes"
+CASSETTES = Path(__file__).parent / "cassettes"  # recorded by gspread's own test suite (tests/cassettes/README.md)
 GOOGLE_SHEETS = "https://sheets.googleapis.com"
 ID = "1TeamSheetStandinTest"
 
@@ -101,10 +99,7 @@ def api(standin: SheetsStandin, method: str, path: str, **kwargs) -> requests.Re
 
 
 def sheets_interactions(name: str) -> list[dict]:
-    path = CASSETTES / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"cassettes not found at {CASSETTES} (set SHEETS_API_DIR)")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads((CASSETTES / f"{name}.json").read_text(encoding="utf-8"))
     return [it for it in data["interactions"] if it["request"]["uri"].startswith(GOOGLE_SHEETS)]
 
 
@@ -194,9 +189,7 @@ def test_answers_like_google(standin, name):
 
 def test_recorded_error_bodies_match_google(team):
     """The fault 429 is Google's own body; an unknown tab is 'Unable to parse range' like the recorded 400."""
-    bodies = SHEETS_API / "cassettes" / "gargle_error_bodies"
-    if not bodies.exists():
-        pytest.skip("gargle error bodies not found")
+    bodies = CASSETTES / "gargle_error_bodies"
     quota = json.loads((bodies / "sheets-spreadsheets-get-quota-exceeded-readgroup_429.json").read_text())
     assert quota["response"]["body"] == QUOTA_429_BODY
     recorded = json.loads((bodies / "sheets-spreadsheets-get-nonexistent-range_400.json").read_text())

@@ -209,6 +209,7 @@ def test_baseline_sends_nothing_and_the_next_run_is_quiet(team, mapping):
     run(LocalWorkbook(team), mapping, NOW, record, baseline=True)
     assert SENT == []
     assert all(r["状態"] == "送信済" for r in tab_records(team, "通知"))
+    assert all((r["エラー"], r["送信日時"], r["試行回数"]) == (None, None, 0) for r in tab_records(team, "通知"))
     assert all(r["対応済"] for r in tab_records(team, "L-Step操作"))
     summary = run(LocalWorkbook(team), mapping, NOW, record)
     assert not summary.plan and SENT == []
@@ -224,7 +225,50 @@ def test_bad_mapping_names_the_key(tmp_path):
         load_mapping(tmp_path)
 
 
+@pytest.mark.parametrize("value", ["9pm", "25:00", "21:5", "21-00"])
+def test_quiet_hours_must_be_clock_times(tmp_path, value):
+    src = load_mapping.__globals__["DEFAULT_DIR"]
+    for f in src.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    text = (tmp_path / "rules.yaml").read_text(encoding="utf-8").replace('start: "21:00"', f'start: "{value}"')
+    (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError, match=r"quiet_hours\.start.*HH:MM"):
+        load_mapping(tmp_path)
+    (tmp_path / "rules.yaml").write_text(text.replace(f'start: "{value}"', 'start: "9:30"'), encoding="utf-8")
+    assert load_mapping(tmp_path).quiet_hours.start == "09:30"  # compared as text: zero-padded
+
+
 def test_rows_read(team, mapping):
     summary = run(LocalWorkbook(team), mapping, NOW, record, dry_run=True)
     assert summary.rows_read["予約"] == 5 and summary.rows_read["顧客"] == 2
     assert tab_rows(team, "予約")[0] == BOOKING_HEADERS
+
+
+def _dup_tab(mapping, *keys):
+    headers = mapping.tabs["duplicates"].headers
+    return [list(headers)] + [[k] + [None] * (len(headers) - 1) for k in keys]
+
+
+def test_cells_written_counts_only_the_cells_given_a_value(tmp_path, mapping):
+    from tasks.plan import Append, Plan
+
+    tabs = team_tabs([customer("C001")], [])
+    tabs["重複候補"] = _dup_tab(mapping)
+    path = write_book(tmp_path / "t.xlsx", tabs)
+    row = Append("duplicates", "C001~C002", (("candidate_id", "C001~C002"), ("customer_a", "C001"),
+                                             ("name_a", ""), ("customer_b", None)), "test")
+    report = apply_plan(LocalWorkbook(path), Plan(appends=(row,)), mapping, RunInfo("t", NOW))
+    assert (report.rows_added, report.cells_written) == (1, 2)  # 12 columns, two of them given a value
+
+
+def test_a_delete_whose_key_is_on_several_rows_is_reported_not_guessed(tmp_path, mapping):
+    from tasks.plan import Delete, Plan
+
+    tabs = team_tabs([customer("C001")], [])
+    tabs["重複候補"] = _dup_tab(mapping, "C001~C002", "C001~C002", "C003~C004")
+    path = write_book(tmp_path / "t.xlsx", tabs)
+    plan = Plan(deletes=(Delete("duplicates", "C001~C002", "test"), Delete("duplicates", "C009~C010", "test")))
+    report = apply_plan(LocalWorkbook(path), plan, mapping, RunInfo("t", NOW))
+    assert [(s.tab, s.key, s.why) for s in report.skipped] == [("重複候補", "C001~C002", "key on several rows")]
+    assert [r["候補ID"] for r in tab_records(path, "重複候補")] == ["C001~C002", "C001~C002", "C003~C004"]
+

@@ -374,13 +374,20 @@ def test_unmanaged_tags_never_change_and_a_second_run_changes_nothing(mapping, p
     assert not again, again
 
 
-def test_operation_rows_are_built_as_the_shared_helper_builds_them(mapping):
-    from tasks.rules.operations import operation
-    from tasks.rules.tags import _NewOperations
+def test_an_operation_row_carries_the_customers_line_id_name_and_salesperson_and_is_listed_once(mapping):
+    from tasks.rules.operations import NewOperations
 
     book = book_of([customer("C1", LINEユーザーID=UID), customer("C2", "鈴木", "", 営業担当="")], [])
-    frames = check(book.read(), mapping)
-    for cid, salesperson in (("C1", None), ("C2", None), ("C9", None), ("C1", "高橋")):
-        args = (f"タグ追加:{cid}:x", cid, "タグ追加", "x", "why")
-        ours = _NewOperations(frames, NOW).row(*args, salesperson=salesperson)
-        assert ours == operation(frames, *args[:4], "why", NOW, salesperson=salesperson)
+    ops = NewOperations(check(book.read(), mapping), NOW)
+
+    def row(cid, salesperson=None, op_id=None):
+        a = ops.row(op_id or f"タグ追加:{cid}:{salesperson}", cid, "タグ追加", "x", "why", salesperson=salesperson, due=NOW)
+        return a and tuple(a.get(f) for f in ("customer_id", "line_user_id", "customer_name", "salesperson", "due", "done"))
+
+    assert row("C1") == ("C1", UID, "山田 太郎", "佐藤", NOW, False)
+    assert row("C1", "高橋") == ("C1", UID, "山田 太郎", "高橋", NOW, False)
+    assert row("C2") == ("C2", None, "鈴木", None, NOW, False)
+    assert row("C9") == ("C9", None, "", None, NOW, False)
+    assert row("C1", op_id="タグ追加:C1:None") is None  # listed by this builder already
+    with pytest.raises(ValueError):
+        ops.row("x", "C1", "タグ付け", "x", "why")

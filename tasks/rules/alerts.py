@@ -31,7 +31,7 @@ from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
-from tasks.rules.common import set_field
+from tasks.rules.common import set_field, shown_time
 from tasks.rules.operations import customer_name
 from tasks.rules.reminders import known_bookings, reminder_state
 
@@ -55,7 +55,7 @@ def booking_alerts(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
         item = notice(
             frames, mapping, f"alert:{bid}:{row.code}", row.recipient, row.template, now,
             booking_id=bid, customer_id=cid, customer_name=customer_name(frames, cid) if isinstance(cid, str) else "",
-            start=_shown(b.at[bid, "start"]), alert=row.text, cell=cell,
+            start=shown_time(b.at[bid, "start"]), alert=row.text, cell=cell,
         )
         if item is not None:
             appends.append(item)
@@ -210,7 +210,3 @@ def _memo(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     return " ".join(value.split())
-
-
-def _shown(ts: object) -> str:
-    return "" if ts is None or pd.isna(ts) else f"{pd.Timestamp(ts).tz_convert('Asia/Tokyo'):%Y/%m/%d %H:%M}"

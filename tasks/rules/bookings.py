@@ -1,4 +1,4 @@
-"""Booking facts every rule shares, and the first booking rules: 終了日時 and 前回開始日時/前回担当.
+"""Booking facts every rule shares, and the rule 終了日時 (前回開始日時/前回担当: tasks/rules/alerts.py).
 
 One place says what "active", "held" and "cancelled" mean, and that a booking row that vanished
 from 予約 (the manual cancels by deleting) counts as cancelled.
@@ -12,12 +12,6 @@ from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.plan import Plan
 from tasks.rules.common import set_field
-
-FACT_COLUMNS = [
-    "customer_id", "salesperson", "menu", "start", "end", "status", "outcome", "run_actions",
-    "cancel_kind", "thanks_sent", "seen_start", "seen_salesperson", "active", "held", "cancelled",
-    "deleted", "start_ok",
-]
 
 
 def booking_facts(frames: Frames, mapping: Mapping) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.frames import Table
-from tasks.normalize import normalize_value
+from tasks.normalize import TZ, is_missing, normalize_series
 from tasks.plan import Append, Edit
 
 TEXT_KINDS = ("text", "name", "tags")
@@ -29,15 +29,25 @@ def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: 
     both_blank = current.isna().to_numpy() & expected.isna().to_numpy()
     equal = current.eq(expected).fillna(False).to_numpy(dtype=bool)
     changed = desired.index[~(equal | both_blank)]
-    raw = table.raw[field]
-    return [Edit(table.name, str(k), field, none_if_na(raw.at[k]), none_if_na(desired.at[k]), reason, group) for k in changed]
+    old = table.raw[field].reindex(changed).to_numpy(dtype=object)
+    new = desired[~(equal | both_blank)].to_numpy(dtype=object)
+    return [Edit(table.name, str(k), field, none_if_na(o), none_if_na(n), reason, group)
+            for k, o, n in zip(changed, old, new, strict=True)]
 
 
 def as_read(values: pd.Series, kind: str) -> pd.Series:
-    """Text as check will read it back (NFKC), so a value written once compares equal next run."""
+    """Text as check will read it back (NFKC), so a value written once compares equal next run.
+
+    Only the text cells are read back (once per distinct text); any other value stays as it is.
+    """
     if kind not in TEXT_KINDS:
         return values
-    return values.map(lambda v: normalize_value(kind, v)[0] if isinstance(v, str) else v)
+    strings = values.map(type).eq(str).to_numpy()
+    if not strings.any():
+        return values
+    out = values.to_numpy(dtype=object, copy=True)
+    out[strings] = normalize_series(kind, values[strings])[0].to_numpy(dtype=object)
+    return pd.Series(out, index=values.index, name=values.name, dtype=object)
 
 
 def new_row(table: Table, key: str, values: dict[str, Any], reason: str, group: str | None = None) -> Append:
@@ -48,9 +58,9 @@ def new_row(table: Table, key: str, values: dict[str, Any], reason: str, group: 
 
 
 def none_if_na(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        return None if pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
+    return None if is_missing(value) else value
+
+
+def shown_time(value: Any) -> str:
+    """A moment as a message shows it: Tokyo wall clock to the minute ("" when blank)."""
+    return "" if is_missing(value) else f"{pd.Timestamp(value).tz_convert(TZ):%Y/%m/%d %H:%M}"

@@ -62,7 +62,7 @@ def _alerts(frames: Frames) -> pd.DataFrame:
     names = _names(frames, open_["customer_id"])
     text = ("・予約 " + open_.index.to_series() + "（" + names + " 様, " + _when(open_["start"]) + "）: "
             + open_["alerts"].astype(str) + " —『予約』" + _cells(table, open_.index, "alerts"))
-    return _items(open_["salesperson"], 0, _when(open_["start"]), text)
+    return _items(open_["salesperson"], 0, open_["start"], text)
 
 
 def _operations(frames: Frames) -> pd.DataFrame:
@@ -72,7 +72,7 @@ def _operations(frames: Frames) -> pd.DataFrame:
     text = ("・L-Step操作 " + open_["action"].fillna("") + "『" + open_["content"].fillna("").astype(str) + "』（"
             + open_["customer_name"].fillna("").astype(str) + " 様）期限 " + _when(open_["due"]).replace("", "なし")
             + " —『L-Step操作』" + _cells(table, open_.index, "done") + " 対応後に対応済へチェック")
-    return _items(open_["salesperson"], 1, _when(open_["due"]), text)
+    return _items(open_["salesperson"], 1, open_["due"], text)
 
 
 def _requests(frames: Frames, mapping: Mapping) -> list[pd.DataFrame]:
@@ -93,14 +93,15 @@ def _requests(frames: Frames, mapping: Mapping) -> list[pd.DataFrame]:
                + mine["salesperson"].fillna("未設定").astype(str) + "）—『決済リンク依頼』"
                + _cells(table, mine.index, "link") + " にURLを入力")
     return [
-        _items(made["salesperson"], 2, _when(made["requested_at"]), to_send),
-        _items(pending["salesperson"], 3, _when(pending["requested_at"]), not_yet),
-        _items(mine["maker"], 2, _when(mine["requested_at"]), to_make),
+        _items(made["salesperson"], 2, made["requested_at"], to_send),
+        _items(pending["salesperson"], 3, pending["requested_at"], not_yet),
+        _items(mine["maker"], 2, mine["requested_at"], to_make),
     ]
 
 
-def _items(person: pd.Series, order: int, sort: pd.Series, text: pd.Series) -> pd.DataFrame:
-    sort = sort.replace("", "~")  # undated items after dated ones
+def _items(person: pd.Series, order: int, when: pd.Series, text: pd.Series) -> pd.DataFrame:
+    """Sorted on the moment itself (its '%m/%d' text would put January before December); undated last."""
+    sort = pd.to_datetime(when, errors="coerce", utc=True)
     return pd.DataFrame({"person": person.astype(str), "order": order, "sort": sort, "text": text},
                         index=person.index).reset_index(drop=True)[ITEM_COLUMNS]
 

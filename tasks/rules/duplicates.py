@@ -9,6 +9,8 @@ too many customers share (a shared office phone) is reported as a problem instea
 the removal of every space. Variant folding (髙→高) and a matching reading only find candidates for
 review; they never make a pair mergeable. Staff decide: 却下 rows stay and are never proposed
 again; a pair that stops matching is withdrawn (its row deleted) unless it is 却下 or 統合済.
+A 状態 that is none of the contract's words (「却下します」) is a problem, and its row is left as it
+is until staff fix it: the pipeline writes 状態 only over a blank or its own 提案 / 統合不可.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from tasks.rules.common import new_row, set_field
 PROPOSED, MERGED, REJECTED, UNMERGEABLE = "提案", "統合済", "却下", "統合不可"
 YES, NO = "可", "不可"  # 統合可: text, so staff can read it and filter on it
 FROZEN = (REJECTED, MERGED)  # rows the pipeline never touches again
+STATES = (PROPOSED, UNMERGEABLE, *FROZEN)  # the contract's 状態; anything else staff typed is left alone
+BAD_STATE = "状態は次のどれかにしてください: {}（この行は直るまで更新しません）"
 REASON = "重複候補"
 LIST_SEPARATOR = ", "
 
@@ -197,6 +201,8 @@ def duplicate_candidates(frames: Frames, now: pd.Timestamp, mapping: Mapping) ->
     existing = table.data
     state = existing["state"]
     frozen = existing.index[state.isin(FROZEN).to_numpy()]
+    unknown = existing.index[(state.notna() & ~state.isin(STATES)).to_numpy()]
+    held = frozen.union(unknown)
     desired_state = pd.Series(np.where(pairs["mergeable"] == YES, PROPOSED, UNMERGEABLE), index=pairs.index)
 
     fresh = pairs.index.difference(existing.index)
@@ -205,14 +211,14 @@ def duplicate_candidates(frames: Frames, now: pd.Timestamp, mapping: Mapping) ->
         new_row(table, cid, {**values, "approved": False, "processed_at": now}, REASON)
         for cid, values in zip(new.index, new.to_dict("records"), strict=True)
     ]
-    live = pairs.index.intersection(existing.index).difference(frozen)
+    live = pairs.index.intersection(existing.index).difference(held)
     edits = []
     for f in PAIR_FIELDS:
         edits += set_field(table, f, pairs.loc[live, f].astype(object), REASON)
     moved = live[(state.reindex(live) != desired_state.reindex(live)).to_numpy()]
     edits += set_field(table, "state", desired_state.reindex(moved).astype(object), REASON)
     edits += set_field(table, "processed_at", pd.Series(now, index=moved), REASON)
-    withdrawn = existing.index.difference(pairs.index).difference(frozen)
+    withdrawn = existing.index.difference(pairs.index).difference(held)
     deletes = [Delete("duplicates", str(cid), "重複候補の取り下げ（一致しなくなった）") for cid in withdrawn]
 
     shown = pairs.loc[pairs.index.difference(frozen)]
@@ -220,6 +226,7 @@ def duplicate_candidates(frames: Frames, now: pd.Timestamp, mapping: Mapping) ->
     lists = lists[lists.notna() | customers.data["duplicate_of"].notna()]  # blank stays blank: not worth comparing
     edits += set_field(customers, "duplicate_of", lists, REASON)
     problems = tuple(_too_many(customers, mapping, kind, value, members) for kind, value, members in big)
+    problems += tuple(_state_problems(table, unknown))
     return Plan(edits=tuple(edits), appends=tuple(appends), deletes=tuple(deletes), problems=problems)
 
 
@@ -255,6 +262,13 @@ def _too_many(customers: Table, mapping: Mapping, kind: str, value: str, members
                  f"{mapping.duplicates.max_group}人を超えるため重複候補には出しません。"
                  "共有の電話番号などで問題なければ、このままで構いません。"),
     )
+
+
+def _state_problems(table: Table, ids: pd.Index) -> list[Problem]:
+    header = table.spec.column("state").header
+    message = BAD_STATE.format("・".join(STATES))
+    return [Problem(table.spec.title, table.a1(cid, "state"), cid, header, str(table.data.at[cid, "state"]), message)
+            for cid in ids]
 
 
 def _text(values: pd.Series) -> pd.Series:

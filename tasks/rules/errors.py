@@ -30,9 +30,10 @@ def error_rows(frames: Frames, now: pd.Timestamp, mapping: Mapping, found: tuple
         dtype=object,
     )
     known = current.index.isin(table.data.index)
+    fresh = current[~known]
     appends = [
-        new_row(table, pid, {**row.to_dict(), "first_seen": now, "last_seen": now}, REASON)
-        for pid, row in current[~known].iterrows()
+        new_row(table, pid, {**row, "first_seen": now, "last_seen": now}, REASON)
+        for pid, row in zip(fresh.index, fresh.to_dict("records"), strict=True)
     ]
     edits = []
     for name in ("tab", "cell", "key", "field", "value", "message"):

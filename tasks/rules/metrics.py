@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.frames import Frames
+from tasks.frames import DATETIME, Frames
 from tasks.mapping import Mapping
 from tasks.plan import Plan
 from tasks.rules.common import set_field
@@ -35,10 +35,8 @@ def customer_metrics(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Pla
     counts["cancel_count"] = by["cancel"].sum().reindex(ids, fill_value=0)
     late = by["late"].sum().reindex(ids, fill_value=0)
     counts["late_cancel"] = late.gt(0).map({True: "あり", False: "なし"})
-    last = by["visit_date"].max().reindex(ids)
-    counts["last_visit_date"] = pd.Series(
-        [None if pd.isna(t) else t.date() for t in last], index=ids, dtype=object
-    )
+    last = by["visit_date"].max().reindex(ids).astype(DATETIME)
+    counts["last_visit_date"] = last.dt.date.astype(object).where(last.notna(), None)  # the Tokyo date
     edits = []
     for field in ("booking_count", "visit_count", "cancel_count"):
         edits += set_field(customers, field, counts[field].astype(object).map(int), REASON)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from tasks.frames import Frames
 from tasks.plan import Append
-from tasks.rules.common import new_row
+from tasks.rules.common import new_row, none_if_na
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 
@@ -23,36 +23,46 @@ def customer_name(frames: Frames, customer_id: str) -> str:
     return " ".join(p for p in parts if isinstance(p, str) and p)
 
 
-def operation(
-    frames: Frames,
-    op_id: str,
-    customer_id: str,
-    action: str,
-    content: str,
-    reason: str,
-    now: pd.Timestamp,
-    *,
-    due: pd.Timestamp | None = None,
-    salesperson: str | None = None,
-) -> Append | None:
-    """A new operation row, or None when that operation id is already listed."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown L-Step operation {action!r}")
-    table = frames["operations"]
-    if op_id in table.data.index:
-        return None
-    customers = frames["customers"].data
-    known = customer_id in customers.index
-    values = {
-        "created_at": now,
-        "customer_id": customer_id,
-        "line_user_id": customers.at[customer_id, "line_user_id"] if known else None,
-        "customer_name": customer_name(frames, customer_id),
-        "salesperson": salesperson or (customers.at[customer_id, "salesperson"] if known else None),
-        "action": action,
-        "content": content,
-        "reason": reason,
-        "due": due,
-        "done": False,
-    }
-    return new_row(table, op_id, values, f"L-Step操作: {action}")
+class NewOperations:
+    """New L-Step操作 rows for one run, many at once: the customer's LINE user id, name and
+    salesperson come from one dict look-up per row (a first run lists tens of thousands), and an id
+    already listed (in the tab or by this builder) gives None, so a row is listed once."""
+
+    def __init__(self, frames: Frames, now: pd.Timestamp):
+        self.table = frames["operations"]
+        self.now = now
+        self.taken = set(self.table.data.index)
+        c = frames["customers"].data
+        self.customers = {
+            cid: (none_if_na(uid), " ".join(p for p in (fam, giv) if isinstance(p, str) and p), none_if_na(sp))
+            for cid, uid, fam, giv, sp in zip(c.index, c["line_user_id"], c["family_name"], c["given_name"],
+                                              c["salesperson"], strict=True)
+        }
+
+    def name(self, cid: str) -> str:
+        return self.customers.get(cid, (None, "", None))[1]
+
+    def fresh_id(self, action: str, cid: str, content: str) -> str:
+        """`<操作>:<お客様番号>:<内容>:<yyyymmddHHMM>`; `-2`, `-3`… when that minute is taken."""
+        base = f"{action}:{cid}:{content}:{self.now:%Y%m%d%H%M}"
+        op_id, n = base, 1
+        while op_id in self.taken:
+            n += 1
+            op_id = f"{base}-{n}"
+        return op_id
+
+    def row(self, op_id: str, cid: str, action: str, content: str, reason: str, *, due: pd.Timestamp | None = None,
+            salesperson: str | None = None, group: str | None = None) -> Append | None:
+        """The row, or None when that operation id is already listed; salesperson: else the customer's."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown L-Step operation {action!r}")
+        if op_id in self.taken:
+            return None
+        self.taken.add(op_id)
+        uid, name, owner = self.customers.get(cid, (None, "", None))
+        values = {
+            "created_at": self.now, "customer_id": cid, "line_user_id": uid, "customer_name": name,
+            "salesperson": salesperson or owner, "action": action, "content": content, "reason": reason,
+            "due": due, "done": False,
+        }
+        return new_row(self.table, op_id, values, f"L-Step操作: {action}", group)

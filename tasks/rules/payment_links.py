@@ -38,7 +38,7 @@ from tasks.mapping import Mapping
 from tasks.normalize import normalize_series
 from tasks.outbox import notice
 from tasks.plan import Append, Edit, Plan
-from tasks.rules.common import new_row, none_if_na, set_field
+from tasks.rules.common import new_row, none_if_na, set_field, shown_time
 
 REQUESTED, CREATED, CANCELLED, OVERDUE = (
     "payment_link_requested", "payment_link_created", "payment_link_cancelled", "payment_link_overdue",
@@ -292,7 +292,7 @@ def _overdue(frames, mapping, now, s: pd.DataFrame, table: Table) -> list[Append
     return [
         notice(frames, mapping, f"{OVERDUE}:{rid}:{now:%Y-%m-%d}", mapping.alerts.ops_role, OVERDUE, now,
                request_id=rid, customer_name=row["customer_name"], maker=_text(row["maker"]) or "（未設定）",
-               hours=hours, requested_at=f"{pd.Timestamp(row['requested_at']).tz_convert('Asia/Tokyo'):%Y/%m/%d %H:%M}",
+               hours=hours, requested_at=shown_time(row["requested_at"]),
                where=_where(table, rid, "link"))
         for rid, row in s[late].iterrows()
     ]

@@ -29,7 +29,7 @@ from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
 from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_targets, wanted
 
-BASELINE_REASON = "導入時"  # tasks.reconcile.BASELINE_REASON (not imported: reconcile imports the rules)
+BASELINE_REASON = "導入時"  # 理由 of the operations a baseline run lists (tasks.reconcile.as_baseline)
 CLOSED = "不要になりました（{why}）"
 DONE_REASON = "対応済の確認"
 

@@ -41,8 +41,8 @@ from tasks.mapping import Mapping, Step
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import booking_facts
-from tasks.rules.common import new_row, set_field
-from tasks.rules.operations import operation
+from tasks.rules.common import new_row, set_field, shown_time
+from tasks.rules.operations import NewOperations
 
 PLANNED, SENT, CANCELLED, SKIPPED = "予定", "送信済", "取消", "スキップ"
 WHY_NEW = "新規予約"
@@ -51,7 +51,6 @@ WHY_SENT = "送信時刻を過ぎたため 送信済"
 WHY_CANCEL = "キャンセル"
 WHY_MOVED = "日程変更"
 WHY_MOVED_PAST = "日程変更: 過去のため スキップ"
-WHY_SALESPERSON = "担当変更"
 DELETE_ACTION = "リマインド削除"
 FIELDS = ["booking_id", "customer_id", "salesperson", "series", "step", "send_at", "state", "reason", "updated_at"]
 WRITTEN = ["salesperson", "send_at", "state", "reason", "updated_at"]
@@ -90,9 +89,10 @@ def reminders(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     for why, group in changed.groupby("reason", sort=True):
         for name in WRITTEN:
             edits += set_field(table, name, group[name], f"リマインド: {why}")
+    new = state.rows.loc[state.new, FIELDS]
     appends: list[Append] = [
-        new_row(table, str(rid), {f: row[f] for f in FIELDS}, f"リマインド: {row['reason']}")
-        for rid, row in state.rows.loc[state.new].iterrows()
+        new_row(table, str(rid), row, f"リマインド: {row['reason']}")
+        for rid, row in zip(new.index, new.to_dict("records"), strict=True)
     ]
     ops = deletion_operations(frames, now, state)
     appends += ops
@@ -214,12 +214,12 @@ def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState)
     """One リマインド削除 per cancelled step the LINE tool could still send (listed once)."""
     r = state.rows
     due = r[(r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)]
+    ops = NewOperations(frames, now)
     out = []
-    for rid, row in due.iterrows():
-        op = operation(
-            frames, delete_operation_id(str(rid)), row["customer_id"], DELETE_ACTION, str(rid),
-            f"予約 {row['booking_id']} のキャンセル", now, due=row["send_at"],
-            salesperson=row["salesperson"] if isinstance(row["salesperson"], str) else None,
+    for rid, row in zip(due.index.astype(str), due.to_dict("records"), strict=True):
+        op = ops.row(
+            delete_operation_id(rid), row["customer_id"], DELETE_ACTION, rid, f"予約 {row['booking_id']} のキャンセル",
+            due=row["send_at"], salesperson=row["salesperson"] if isinstance(row["salesperson"], str) else None,
         )
         if op is not None:
             out.append(op)
@@ -243,17 +243,18 @@ def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[App
     lead = pd.Timedelta(hours=mapping.reminders.chase_hours_before_due)
     since = now - pd.Timedelta(days=mapping.lookback_days)
     done = ops["done"].fillna(False).astype(bool)
-    chased = ops[~done & due.notna() & (due - lead <= now) & (due >= since)]
+    chasing = ~done & due.notna() & (due - lead <= now) & (due >= since)
+    chased = ops[chasing]
     out = []
     ops_role = mapping.alerts.ops_role
-    for op_id, row in chased.iterrows():
+    for op_id, row, when in zip(chased.index, chased.to_dict("records"), due[chasing], strict=True):
         salesperson = row["salesperson"] if isinstance(row["salesperson"], str) and row["salesperson"] else None
         cell = table.a1(str(op_id), "done") or str(op_id)
         for recipient in dict.fromkeys(r for r in (salesperson, ops_role) if r):
             item = notice(
                 frames, mapping, f"chase:{op_id}:{recipient}", recipient, "operation_due", now,
                 action=row["action"], content=row["content"], customer_name=row["customer_name"],
-                due=_shown(due[op_id]), cell=cell,
+                due=shown_time(when), cell=cell,
             )
             if item is not None:
                 out.append(item)
@@ -262,7 +263,3 @@ def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[App
 
 def _filled(value: object) -> bool:
     return isinstance(value, str) and value.strip() != ""
-
-
-def _shown(ts: pd.Timestamp) -> str:
-    return "" if pd.isna(ts) else f"{ts.tz_convert('Asia/Tokyo'):%Y/%m/%d %H:%M}"

@@ -36,10 +36,10 @@ import pandas as pd
 from tasks.frames import Frames
 from tasks.mapping import Mapping, MappingError, TagRule
 from tasks.normalize import normalize_value, to_text
-from tasks.plan import Append, Plan
+from tasks.plan import Plan
 from tasks.rules.bookings import booking_facts
-from tasks.rules.common import new_row, none_if_na, set_field
-from tasks.rules.operations import ACTIONS
+from tasks.rules.common import none_if_na, set_field
+from tasks.rules.operations import NewOperations
 
 ADD, REMOVE, MENU, MESSAGE = "タグ追加", "タグ削除", "リッチメニュー切替", "メッセージ送信"
 TAG_REASON = "管理タグ（予約から）"
@@ -229,7 +229,7 @@ def _tags(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFram
                 changes.setdefault(cid, []).append((action, tag))
     if not changes:
         return Plan()
-    ops = _NewOperations(frames, now)
+    ops = NewOperations(frames, now)
     waiting = _open_keys(frames, (ADD, REMOVE))
     texts, appends = {}, []
     order = list(rules)
@@ -256,7 +256,7 @@ def _menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFram
     edits = [replace(e, group=f"lstep-menu:{e.key}") for e in set_field(table, "rich_menu", desired, MENU_REASON)]
     current = table.data["rich_menu"].to_dict()
     waiting = {cid for cid, _ in _open_keys(frames, (MENU,))}
-    ops = _NewOperations(frames, now)
+    ops = NewOperations(frames, now)
     appends = []
     for edit in edits:
         cid = edit.key
@@ -277,7 +277,7 @@ def _messages(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     op_ids = MESSAGE + ":" + cancels.index.to_series().astype(str) + ":" + cancels["title"]
     # once per booking; a deleted row keeps the message already chosen for it
     new = ~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(messaged))
-    ops = _NewOperations(frames, now)
+    ops = NewOperations(frames, now)
     url = mapping.tags.rebooking_calendar_url
     appends = []
     for bid, row in zip(cancels.index[new], cancels[new].itertuples(index=False), strict=True):
@@ -286,50 +286,6 @@ def _messages(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
         appends.append(ops.row(op_ids[bid], row.customer_id, MESSAGE, row.title, f"予約 {bid} {what}。文面: {body}",
                                salesperson=none_if_na(row.salesperson)))
     return Plan(appends=tuple(a for a in appends if a is not None))
-
-
-class _NewOperations:
-    """New L-Step操作 rows, exactly as `tasks.rules.operations.operation` builds one, for many rows
-    at once (one dict look-up per row instead of several DataFrame look-ups: a first run lists
-    tens of thousands). tests/test_tags.py pins that the rows are the same."""
-
-    def __init__(self, frames: Frames, now: pd.Timestamp):
-        self.table = frames["operations"]
-        self.now = now
-        self.taken = set(self.table.data.index)
-        c = frames["customers"].data
-        self.customers = {
-            cid: (none_if_na(uid), " ".join(p for p in (fam, giv) if isinstance(p, str) and p), none_if_na(sp))
-            for cid, uid, fam, giv, sp in zip(c.index, c["line_user_id"], c["family_name"], c["given_name"],
-                                              c["salesperson"], strict=True)
-        }
-
-    def name(self, cid: str) -> str:
-        return self.customers.get(cid, (None, "", None))[1]
-
-    def fresh_id(self, action: str, cid: str, content: str) -> str:
-        """`<操作>:<お客様番号>:<内容>:<yyyymmddHHMM>`; `-2`, `-3`… when that minute is taken."""
-        base = f"{action}:{cid}:{content}:{self.now:%Y%m%d%H%M}"
-        op_id, n = base, 1
-        while op_id in self.taken:
-            n += 1
-            op_id = f"{base}-{n}"
-        return op_id
-
-    def row(self, op_id: str, cid: str, action: str, content: str, reason: str, *,
-            salesperson: str | None = None, group: str | None = None) -> Append | None:
-        if action not in ACTIONS:
-            raise ValueError(f"unknown L-Step operation {action!r}")
-        if op_id in self.taken:
-            return None
-        self.taken.add(op_id)
-        uid, name, owner = self.customers.get(cid, (None, "", None))
-        values = {
-            "created_at": self.now, "customer_id": cid, "line_user_id": uid, "customer_name": name,
-            "salesperson": salesperson or owner, "action": action, "content": content, "reason": reason,
-            "due": None, "done": False,
-        }
-        return new_row(self.table, op_id, values, f"L-Step操作: {action}", group)
 
 
 def _render(mapping: Mapping, key: str, **fields: str) -> str:

@@ -89,16 +89,10 @@ def _changelog(resolution: Resolution, mapping: Mapping, run: RunInfo, state: Ta
     order = [state.header.index(h) if h in state.header else None for h in spec.headers]
     rows = []
     for title, key, header, old, new, reason in resolution.changes:
-        values = [run.run_id, run.now, title, key, header, _shown(old), _shown(new), reason]
+        values = [run.run_id, run.now, title, key, header, to_text(old), to_text(new), reason]
         row: list[Any] = [None] * len(state.header)
         for value, pos in zip(values, order, strict=True):
             if pos is not None:
                 row[pos] = value
         rows.append(row)
     return TabWrite(spec.title, rows=rows)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
-        value = value.tz_convert("Asia/Tokyo").tz_localize(None)
-    return to_text(value)
