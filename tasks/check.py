@@ -106,8 +106,18 @@ def _raw_frame(body: list[list[Any]], positions: dict[str, int], spec: Tab) -> p
         if f not in out.columns:
             out[f] = pd.Series([None] * len(out), index=out.index, dtype=object)
     out[ROW] = frame.index + 2
-    blank = pd.concat([_blank(out[f]) for f in spec.fields], axis=1).all(axis=1) if spec.fields else out[ROW].isna()
-    return out[~blank]
+    return out[~_blank_rows(out, spec.fields)] if spec.fields else out
+
+
+def _blank_rows(out: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """Rows blank in every field. Field by field, only over the rows still blank so far: the first
+    (the key) usually settles nearly every row, so the text conversion is not paid once per cell."""
+    blank = pd.Series(True, index=out.index)
+    for f in fields:
+        if not blank.any():
+            break
+        blank[blank] = _blank(out.loc[blank, f]).to_numpy()
+    return blank
 
 
 def _blank(column: pd.Series) -> pd.Series:
@@ -190,6 +200,8 @@ def _empty(kind: str, index: pd.Index) -> pd.Series:
 def _typed(kind: str, values: pd.Series) -> pd.Series:
     """Columns the rules compute with get real dtypes; the rest stay Python objects."""
     if kind == "datetime":
+        if isinstance(values.dtype, pd.DatetimeTZDtype):  # normalize_series' own result: no round trip through objects
+            return values.dt.tz_convert("Asia/Tokyo").astype(DATETIME)
         out = pd.to_datetime(values.astype(object).where(values.notna(), None), utc=True)
         return out.dt.tz_convert("Asia/Tokyo").astype(DATETIME)
     if kind == "check":

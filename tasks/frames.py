@@ -70,6 +70,14 @@ class Table:
             return ""
         return a1(int(self.data.at[key, ROW]), col)
 
+    def a1_many(self, keys: list[str], field: str) -> list[str]:
+        """`a1` for many keys of a keyed table at once: one reindex, not a look-up per key."""
+        col = self.col_of.get(field)
+        if col is None:
+            return [""] * len(keys)
+        rows = self.data[ROW].reindex(keys).tolist()
+        return ["" if is_missing(row) else a1(int(row), col) for row in rows]
+
 
 @dataclass
 class Frames:

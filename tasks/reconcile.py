@@ -39,9 +39,10 @@ RULES: tuple[Rule, ...] = (
 
 
 def reconcile(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
-    plan = combine([rule(frames, now, mapping) for rule in RULES])
-    plan = plan | error_rows(frames, now, mapping, plan.problems)
-    plan = plan.sorted()
+    plans = [rule(frames, now, mapping) for rule in RULES]
+    found = tuple(p for plan in plans for p in plan.problems)  # error_rows keys them by id: no union needed first
+    # one union and one sort over everything (combine sorts): a first run at 100k plans millions of changes
+    plan = combine([*plans, error_rows(frames, now, mapping, found)])
     return as_baseline(plan) if baseline else plan
 
 

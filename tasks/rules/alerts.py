@@ -32,7 +32,7 @@ from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.common import set_field, shown_time
-from tasks.rules.operations import customer_name
+from tasks.rules.operations import customer_names
 from tasks.rules.reminders import known_bookings, reminder_state
 
 COLUMNS = ["booking_id", "order", "code", "text", "recipient", "template"]
@@ -49,13 +49,17 @@ def booking_alerts(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     edits = set_field(table, "alerts", desired, "アラート")
     appends: list[Append] = []
     told = found[found["recipient"].notna()].sort_values(["booking_id", "order", "code"])
-    for row in told.itertuples(index=False):
-        bid, cid = row.booking_id, b.at[row.booking_id, "customer_id"]
-        cell = table.a1(bid, "alerts") or table.a1(bid, "booking_id")
+    # the booking's columns looked up once for all alerts (tens of thousands on a first run), not per row
+    bids = told["booking_id"].tolist()
+    cids = b["customer_id"].reindex(bids).tolist()
+    starts = b["start"].reindex(bids).tolist()
+    cells = [a or k for a, k in zip(table.a1_many(bids, "alerts"), table.a1_many(bids, "booking_id"), strict=True)]
+    names = customer_names(frames) if bids else {}
+    for row, bid, cid, start, cell in zip(told.itertuples(index=False), bids, cids, starts, cells, strict=True):
         item = notice(
             frames, mapping, f"alert:{bid}:{row.code}", row.recipient, row.template, now,
-            booking_id=bid, customer_id=cid, customer_name=customer_name(frames, cid) if isinstance(cid, str) else "",
-            start=shown_time(b.at[bid, "start"]), alert=row.text, cell=cell,
+            booking_id=bid, customer_id=cid, customer_name=names.get(cid, "") if isinstance(cid, str) else "",
+            start=shown_time(start), alert=row.text, cell=cell,
         )
         if item is not None:
             appends.append(item)

@@ -29,10 +29,17 @@ def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: 
     both_blank = current.isna().to_numpy() & expected.isna().to_numpy()
     equal = current.eq(expected).fillna(False).to_numpy(dtype=bool)
     changed = desired.index[~(equal | both_blank)]
-    old = table.raw[field].reindex(changed).to_numpy(dtype=object)
-    new = desired[~(equal | both_blank)].to_numpy(dtype=object)
-    return [Edit(table.name, str(k), field, none_if_na(o), none_if_na(n), reason, group)
-            for k, o, n in zip(changed, old, new, strict=True)]
+    old = _nones(table.raw[field].reindex(changed))
+    new = _nones(desired[~(equal | both_blank)])
+    return [Edit(table.name, str(k), field, o, n, reason, group) for k, o, n in zip(changed.tolist(), old, new, strict=True)]
+
+
+def _nones(values: pd.Series) -> list[Any]:
+    """The values as Python objects, every missing one (NaN, NaT, pd.NA) as None: `none_if_na`
+    over a whole column in one pd.isna call, since a first run edits hundreds of thousands of cells."""
+    out = values.to_numpy(dtype=object, copy=True)
+    out[pd.isna(out)] = None
+    return out.tolist()
 
 
 def as_read(values: pd.Series, kind: str) -> pd.Series:
@@ -53,8 +60,28 @@ def as_read(values: pd.Series, kind: str) -> pd.Series:
 def new_row(table: Table, key: str, values: dict[str, Any], reason: str, group: str | None = None) -> Append:
     """A row for a pipeline tab, its key field set, fields in the tab's order."""
     values = {table.spec.key: key, **values} if table.spec.key else values
-    ordered = tuple((f, none_if_na(values[f])) for f in table.spec.fields if f in values)
-    return Append(table.name, key, ordered, reason, group)
+    ordered = []
+    for column in table.spec.columns:  # a plain loop: a first run builds hundreds of thousands of rows
+        if column.field in values:
+            value = values[column.field]
+            ordered.append((column.field, None if is_missing(value) else value))
+    return Append(table.name, key, tuple(ordered), reason, group)
+
+
+def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | None = None) -> list[Append]:
+    """`new_row` for every row of a frame whose index holds the keys: the same rows, with the
+    missing cells found a column at a time (a first run lists a hundred thousand reminders)."""
+    keys = [str(k) for k in rows.index.tolist()]
+    fields, columns = [], []
+    for column in table.spec.columns:
+        if column.field in rows.columns:
+            fields.append(column.field)
+            columns.append(_nones(rows[column.field]))
+        elif column.field == table.spec.key:
+            fields.append(column.field)
+            columns.append(keys)
+    return [Append(table.name, key, tuple(zip(fields, values, strict=True)), reason, group)
+            for key, values, reason in zip(keys, zip(*columns, strict=True), reasons, strict=True)]
 
 
 def none_if_na(value: Any) -> Any:

@@ -41,7 +41,7 @@ from tasks.mapping import Mapping, Step
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import booking_facts
-from tasks.rules.common import new_row, set_field, shown_time
+from tasks.rules.common import new_rows, set_field, shown_time
 from tasks.rules.operations import NewOperations
 
 PLANNED, SENT, CANCELLED, SKIPPED = "予定", "送信済", "取消", "スキップ"
@@ -90,10 +90,7 @@ def reminders(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
         for name in WRITTEN:
             edits += set_field(table, name, group[name], f"リマインド: {why}")
     new = state.rows.loc[state.new, FIELDS]
-    appends: list[Append] = [
-        new_row(table, str(rid), row, f"リマインド: {row['reason']}")
-        for rid, row in zip(new.index, new.to_dict("records"), strict=True)
-    ]
+    appends: list[Append] = new_rows(table, new, [f"リマインド: {why}" for why in new["reason"].tolist()])
     ops = deletion_operations(frames, now, state)
     appends += ops
     appends += chase(frames, now, mapping, ops)
@@ -199,10 +196,10 @@ def _planned(
             part = pd.DataFrame({
                 "booking_id": chosen.index.astype(object), "customer_id": chosen["customer_id"].to_numpy(),
                 "salesperson": chosen["salesperson"].to_numpy(), "series": series.name, "step": step.name,
-                "send_at": at.to_numpy(), "state": np.where(past, SKIPPED, PLANNED),
+                # .array keeps the times' dtype: to_numpy() would box every tz-aware time as an object
+                "send_at": at.array, "state": np.where(past, SKIPPED, PLANNED),
                 "reason": np.where(past, WHY_PAST, WHY_NEW),
             }, index=ids[todo])
-            part["send_at"] = pd.Series(at.to_numpy(), index=part.index).astype(DATETIME)
             part["updated_at"] = pd.Series(now, index=part.index).astype(DATETIME)
             parts.append(part[FIELDS])
     if not parts:
