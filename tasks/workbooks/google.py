@@ -41,7 +41,6 @@ import datetime as dt
 import random
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ from gspread.exceptions import APIError
 from tasks.mapping import Mapping
 from tasks.normalize import to_text
 from tasks.workbooks.credentials import ServiceAccountKey, load_key
-from tasks.write import StructureChange, TabWrite
+from tasks.write import StructureChange, TabWrite, cell_text, rows_by_key
 
 GOOGLE = "https://sheets.googleapis.com"
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -213,10 +212,6 @@ class SheetsHTTPClient(gspread.HTTPClient):
 
 def quote_title(title: str) -> str:
     return "'" + title.replace("'", "''") + "'"
-
-
-def _header_text(value: Any) -> str:
-    return unicodedata.normalize("NFKC", to_text(value)).strip()
 
 
 def _api_rows(values: list[list[Any]] | None) -> list[list[Any]]:
@@ -436,7 +431,7 @@ class GoogleWorkbook:
 
     def _cells(self, book: _Book, title: str, rows: list[list[Any]]) -> list[list[Any]]:
         """API rows -> the cells check reads: date serials as datetimes, in the date columns only."""
-        header = [_header_text(v) for v in rows[0]] if rows else []
+        header = [cell_text(v) for v in rows[0]] if rows else []
         dates = self.date_columns(title, header)
         if not dates:
             return [list(r) for r in rows]
@@ -594,18 +589,13 @@ class _State:
         self.rows = rows  # API values (the structure to be added already overlaid)
         self.size = size
         self.tz = book.tz
-        self.header = [_header_text(v) for v in rows[0]] if rows else []
+        self.header = [cell_text(v) for v in rows[0]] if rows else []
         self._dates = workbook.date_columns(title, self.header)
         self._keys: dict[int, dict[str, list[int]]] = {}
 
     def rows_of(self, col: int) -> dict[str, list[int]]:
         if col not in self._keys:
-            found: dict[str, list[int]] = {}
-            for row, line in enumerate(self.rows[1:], start=2):
-                text = _header_text(line[col - 1]) if col <= len(line) else ""
-                if text:
-                    found.setdefault(text, []).append(row)
-            self._keys[col] = found
+            self._keys[col] = rows_by_key(line[col - 1] if col <= len(line) else None for line in self.rows[1:])
         return self._keys[col]
 
     def value(self, row: int, col: int) -> Any:
@@ -679,7 +669,7 @@ class _Transaction:
             for title, grid in self.wb._fetch_values(alias, unknown, frozenset(unknown)).items():
                 book.header_rows[title] = grid.rows[0] if grid.rows else []
             for title in titles:
-                out[title] = [_header_text(v) for v in book.header_rows[title]]
+                out[title] = [cell_text(v) for v in book.header_rows[title]]
         return out
 
     def change_structure(self, changes: list[StructureChange]) -> None:
@@ -761,7 +751,7 @@ class _Transaction:
             return change
         if change.title not in self.fresh_headers[alias]:
             return None  # the tab left the spreadsheet meanwhile: its writes will say so
-        now = [_header_text(v) for v in self.fresh_headers[alias][change.title]]
+        now = [cell_text(v) for v in self.fresh_headers[alias][change.title]]
         missing = tuple(h for h in change.headers if h not in now)
         if not missing:
             return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +20,7 @@ import pandas as pd
 from openpyxl.cell.cell import MergedCell
 from openpyxl.worksheet.worksheet import Worksheet
 
-from tasks.normalize import to_text
-from tasks.write import StructureChange, TabWrite
+from tasks.write import StructureChange, TabWrite, cell_text, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
 DATE_FORMAT = "yyyy/mm/dd"
@@ -91,19 +89,13 @@ class _Transaction:
 class _SheetState:
     def __init__(self, ws: Worksheet):
         self.ws = ws
-        self.header = [unicodedata.normalize("NFKC", to_text(c.value)).strip() for c in ws[1]] if ws.max_row else []
+        self.header = [cell_text(c.value) for c in ws[1]] if ws.max_row else []
         self._keys: dict[int, dict[str, list[int]]] = {}
 
     def rows_of(self, col: int) -> dict[str, list[int]]:
         if col not in self._keys:
-            found: dict[str, list[int]] = {}
-            for row, (value,) in enumerate(
-                self.ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True), start=2
-            ):
-                text = unicodedata.normalize("NFKC", to_text(value)).strip()
-                if text:
-                    found.setdefault(text, []).append(row)
-            self._keys[col] = found
+            cells = self.ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True)
+            self._keys[col] = rows_by_key(value for (value,) in cells)
         return self._keys[col]
 
     def value(self, row: int, col: int) -> Any:
