@@ -46,7 +46,8 @@ def parse_clock(now: str | None) -> pd.Timestamp:
 
 def why_skip(clock: pd.Timestamp, business_hours: str | None, max_lateness_minutes: float | None,
              scheduled: dt.datetime | None, wall: dt.datetime) -> str | None:
-    """A reason to do nothing, or None. prefect.yaml sets both on the schedule only: a run by hand carries neither."""
+    """A reason to do nothing, or None. Business hours ride on the schedule only (prefect.yaml), and a run
+    by hand is scheduled for the moment it is asked: neither guard ever stops one."""
     if max_lateness_minutes is not None and scheduled is not None:
         late = (wall - scheduled).total_seconds() / 60
         if late > max_lateness_minutes:
