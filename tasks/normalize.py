@@ -675,12 +675,16 @@ def _datetime_uniques(uniques: list[object]) -> tuple[pd.DatetimeIndex, list[str
 
 
 _PLAIN_DATETIME = re.compile(
-    r"((?:19|20)[0-9]{2}|2100)[/-]([0-9]{1,2})[/-]([0-9]{1,2})[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?"
+    r"((?:19|20)[0-9]{2}|2100)[/-]([0-9]{1,2})[/-]([0-9]{1,2})[ T]([0-9]{1,2}):([0-9]{2})(?::([0-5][0-9]))?"
 )
 
 
 def _plain_datetime(value: object) -> str | None:
-    """`2026/11/20 10:00`, `2026-11-20T10:00:00` ... as one pandas format; None for every other cell."""
+    """`2026/11/20 10:00`, `2026-11-20T10:00:00` ... as one pandas format; None for every other cell.
+
+    Seconds 60 and 61 are left to the scalar parser: pandas' %S reads them as a leap second and
+    rolls over to the next minute, where the scalar parser calls the cell unreadable.
+    """
     match = _PLAIN_DATETIME.fullmatch(value) if type(value) is str else None
     if match is None:
         return None

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import phonenumbers
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasks.frames import DATETIME
@@ -388,6 +388,7 @@ def test_series_agrees_with_value(kind, cells):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cells=st.lists(date_texts, min_size=1, max_size=5).flatmap(lambda pool: st.lists(st.sampled_from(pool), max_size=12)))
+@example(cells=["1990-01-01 00:00:60", "2026/11/20 23:59:61"])  # pandas' %S reads a leap second
 def test_series_agrees_with_value_on_date_texts(cells):
     """The series path parses plain shapes with pandas: it must read them as the scalar parser does."""
     test_series_agrees_with_value.hypothesis.inner_test("datetime", cells)
