@@ -129,7 +129,7 @@ def _value_count(values: Any) -> int:
 class StaffEdit:
     """One thing a person does in the sheet. Cells and rows are found by key when it happens."""
 
-    kind: str  # "cell" | "insert" | "delete" | "sort"
+    kind: str  # "cell" | "insert" | "delete" | "sort" | "column"
     tab: str
     key: str | None = None
     header: str | None = None
@@ -163,20 +163,21 @@ def keyed(rows: list[list[Any]], key_header: str) -> tuple[list[str], dict[str, 
     return header, where
 
 
-def play(standin: SheetsStandin, sid: str, edits: list[StaffEdit]) -> list[StaffEdit]:
-    """Do the edits in order, as a person would; returns the ones that could be done."""
+def play(standin: SheetsStandin, sid: str, edits: list[StaffEdit], keys: dict[str, str] = KEYS) -> list[StaffEdit]:
+    """Do the edits in order, as a person would (rows found by key at that moment); returns the ones
+    that could be done. An insert goes at row `value` (default 2); a column insert at column `value`."""
     from tasks.a1 import a1
 
     done = []
     for e in edits:
         rows = tab_rows(standin, sid, e.tab)
-        header, where = keyed(rows, KEYS.get(e.tab, ""))
+        header, where = keyed(rows, keys.get(e.tab, ""))
         if e.kind == "cell":
             if len(where.get(e.key, [])) != 1 or e.header not in header:
                 continue
             standin.set_cell(sid, e.tab, a1(where[e.key][0], header.index(e.header) + 1), e.value)
         elif e.kind == "insert":
-            standin.insert_row(sid, e.tab, 2, list(e.row))
+            standin.insert_row(sid, e.tab, min(int(e.value or 2), len(rows) + 1), list(e.row))
         elif e.kind == "delete":
             if len(where.get(e.key, [])) != 1:
                 continue
@@ -185,6 +186,9 @@ def play(standin: SheetsStandin, sid: str, edits: list[StaffEdit]) -> list[Staff
             if e.header not in header:
                 continue
             standin.sort_rows(sid, e.tab, header.index(e.header) + 1, reverse=e.reverse)
+        elif e.kind == "column":
+            with standin._lock:  # insertDimension COLUMNS, as the Sheets UI does it (no public helper)
+                standin._sheet(sid, e.tab).insert(1, int(e.value) - 1, 1, inherit_before=True)
         done.append(e)
     return done
 

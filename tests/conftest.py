@@ -69,6 +69,20 @@ def tab_records(path: Path, title: str) -> list[dict]:
     return [dict(zip(rows[0], r, strict=False)) for r in rows[1:]] if rows else []
 
 
+def set_cell(path: Path, title: str, key: str, header: str, value) -> None:
+    """A person types `value` into the row whose first cell is `key` (KeyError when there is none)."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb[title]
+    head = [c.value for c in ws[1]]
+    for row in ws.iter_rows(min_row=2):
+        if row[0].value == key:
+            row[head.index(header)].value = value
+            break
+    else:
+        raise KeyError(key)
+    wb.save(path)
+
+
 @pytest.fixture(scope="session")
 def mapping():
     return load_mapping()

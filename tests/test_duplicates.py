@@ -13,7 +13,7 @@ from tasks.plan import Append
 from tasks.rules.duplicates import duplicate_candidates, find_candidates
 from tasks.workbooks.local import LocalWorkbook
 from tasks.workbooks.port import RunInfo, apply_plan
-from tests.conftest import CUSTOMER_HEADERS, NOW, customer, tab_records, team_tabs, write_book
+from tests.conftest import CUSTOMER_HEADERS, NOW, customer, set_cell, tab_records, team_tabs, write_book
 
 LINE_A, LINE_B = "U" + "a" * 32, "U" + "b" * 32
 
@@ -218,16 +218,6 @@ def apply(path, mapping):
     plan = duplicate_candidates(check(book.read(), mapping), NOW, mapping)
     apply_plan(book, plan, mapping, RunInfo("test", NOW))
     return plan
-
-
-def set_cell(path, title, key, header, value):
-    wb = openpyxl.load_workbook(path)
-    ws = wb[title]
-    headers = [c.value for c in ws[1]]
-    for row in ws.iter_rows(min_row=2):
-        if row[0].value == key:
-            row[headers.index(header)].value = value
-    wb.save(path)
 
 
 def test_written_rows_and_the_customer_column_then_a_second_run_is_empty(book, mapping):

@@ -21,7 +21,7 @@ from tasks.rules.duplicates import duplicate_candidates
 from tasks.rules.merge import STEPS, merge_approved
 from tasks.workbooks.google import Backoff, GoogleWorkbook, SheetsError
 from tasks.workbooks.local import LocalWorkbook
-from tests.conftest import CUSTOMER_HEADERS, NOW, booking, customer, tab_records, team_tabs, write_book
+from tests.conftest import CUSTOMER_HEADERS, NOW, booking, customer, set_cell, tab_records, team_tabs, write_book
 from tests.sheets_standin import SheetsStandin, service_account_info
 
 LINE_2, LINE_3 = "U" + "2" * 32, "U" + "3" * 32
@@ -120,16 +120,6 @@ def state_of(path) -> dict:
         out[title] = [{h: v for h, v in zip(rows[0], r, strict=False) if v is not None} for r in rows[1:]]
     wb.close()
     return out
-
-
-def set_cell(path, title, key, header, value):
-    wb = openpyxl.load_workbook(path)
-    ws = wb[title]
-    headers = [c.value for c in ws[1]]
-    for row in ws.iter_rows(min_row=2):
-        if row[0].value == key:
-            row[headers.index(header)].value = value
-    wb.save(path)
 
 
 def merge_plan_of(path, mapping) -> Plan:

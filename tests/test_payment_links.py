@@ -22,7 +22,7 @@ from tasks.rules.payment_links import payment_links
 from tasks.tell import failed_notices
 from tasks.workbooks.google import Backoff, GoogleWorkbook
 from tasks.workbooks.local import LocalWorkbook
-from tests.conftest import NOW, STAFF_HEADERS, booking, customer, tab_records, team_tabs, write_book
+from tests.conftest import NOW, STAFF_HEADERS, booking, customer, set_cell, tab_records, team_tabs, write_book
 from tests.sheets_standin import SheetsStandin, service_account_info
 
 HELD = dt.datetime(2026, 11, 19, 14, 0)  # yesterday's meeting
@@ -68,19 +68,6 @@ def requests(path) -> dict[str, dict]:
 
 def notices(path) -> dict[str, dict]:
     return {r["通知ID"]: r for r in tab_records(path, "通知")}
-
-
-def set_cell(path, title, key, header, value):
-    wb = openpyxl.load_workbook(path)
-    ws = wb[title]
-    head = [c.value for c in ws[1]]
-    for row in ws.iter_rows(min_row=2):
-        if row[0].value == key:
-            row[head.index(header)].value = value
-            break
-    else:
-        raise KeyError(key)
-    wb.save(path)
 
 
 def delete_row(path, title, key):

@@ -49,7 +49,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from bench.alternatives import StaffEdit, keyed
+from bench.alternatives import StaffEdit, keyed, play
 from flows.pipeline import run
 from tasks.a1 import a1
 from tasks.demo_data import generate_frames
@@ -271,30 +271,7 @@ def random_person(rng: Random, state: dict[str, list[list[Any]]], plan, mapping,
 
 def play_edits(standin: SheetsStandin, sid: str, edits: list[StaffEdit], mapping) -> list[StaffEdit]:
     """Do the edits as a person would (cells and rows found by key at that moment)."""
-    keys = key_headers(mapping)
-    done = []
-    for e in edits:
-        rows = standin.tab_values(sid, e.tab) if e.tab in titles_of(standin, sid) else []
-        header, where = keyed(rows, keys.get(e.tab, ""))
-        if e.kind == "cell":
-            if len(where.get(e.key, [])) != 1 or e.header not in header:
-                continue
-            standin.set_cell(sid, e.tab, a1(where[e.key][0], header.index(e.header) + 1), e.value)
-        elif e.kind == "insert":
-            standin.insert_row(sid, e.tab, min(int(e.value or 2), len(rows) + 1), list(e.row))
-        elif e.kind == "delete":
-            if len(where.get(e.key, [])) != 1:
-                continue
-            standin.delete_row(sid, e.tab, where[e.key][0])
-        elif e.kind == "sort":
-            if e.header not in header:
-                continue
-            standin.sort_rows(sid, e.tab, header.index(e.header) + 1, reverse=e.reverse)
-        elif e.kind == "column":
-            with standin._lock:  # insertDimension COLUMNS, as the Sheets UI does it (no public helper)
-                standin._sheet(sid, e.tab).insert(1, int(e.value) - 1, 1, inherit_before=True)
-        done.append(e)
-    return done
+    return play(standin, sid, edits, key_headers(mapping))
 
 
 def still_there(e: StaffEdit, final: dict, person: dict, mapping) -> bool:
