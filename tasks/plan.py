@@ -7,20 +7,22 @@ can skip a cell that a person changed after the read (compare-and-set).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from tasks.frames import Problem
 
 Values = tuple[tuple[str, Any], ...]
 
 
-@dataclass(frozen=True)
-class Edit:
+class Edit(NamedTuple):
     """Set one cell of an existing row. `old` is the raw value read; `new` the value to write.
 
     A `check_only` edit writes nothing: it only asserts that the cell still holds `old`, so that a
     group (a merge) waits when a person changed a row it depends on.
+    The changes are named tuples, not frozen dataclasses: a first run at 100k customers plans two
+    million of them, and a tuple is built ~5x faster and weighs less than half.
     """
 
     tab: str
@@ -34,11 +36,10 @@ class Edit:
 
     @property
     def address(self) -> tuple[str, str, str]:
-        return (self.tab, self.key, self.field)
+        return self[:3]
 
 
-@dataclass(frozen=True)
-class Append:
+class Append(NamedTuple):
     """Add a row with a deterministic key; the writer never adds a key that is already there."""
 
     tab: str
@@ -52,11 +53,10 @@ class Append:
 
     def with_values(self, **changes: Any) -> Append:
         merged = dict(self.values) | changes
-        return replace(self, values=tuple(merged.items()))
+        return self._replace(values=tuple(merged.items()))
 
 
-@dataclass(frozen=True)
-class Delete:
+class Delete(NamedTuple):
     """Remove the row with this key (an error that was fixed, a merged customer)."""
 
     tab: str
@@ -79,9 +79,9 @@ class Plan:
 
     def __or__(self, other: Plan) -> Plan:
         return Plan(
-            edits=_union(self.edits + other.edits, lambda e: e.address, lambda e: (e.new, e.check_only)),
-            appends=_union(self.appends + other.appends, lambda a: (a.tab, a.key), lambda a: a.values),
-            deletes=_union(self.deletes + other.deletes, lambda d: (d.tab, d.key), lambda d: ()),
+            edits=_union(self.edits + other.edits, _CELL, lambda e: (e.new, e.check_only)),
+            appends=_union(self.appends + other.appends, _ROW, lambda a: a.values),
+            deletes=_union(self.deletes + other.deletes, _ROW, lambda d: ()),
             problems=_union(self.problems + other.problems, lambda p: p.problem_id, lambda p: p),
             log=self.log + other.log,
         )
@@ -101,9 +101,9 @@ class Plan:
     def sorted(self) -> Plan:
         """The canonical order: the same plan prints and applies the same way every time."""
         return Plan(
-            edits=tuple(sorted(self.edits, key=lambda e: e.address)),
-            appends=tuple(sorted(self.appends, key=lambda a: (a.tab, a.key))),
-            deletes=tuple(sorted(self.deletes, key=lambda d: (d.tab, d.key))),
+            edits=tuple(sorted(self.edits, key=_CELL)),
+            appends=tuple(sorted(self.appends, key=_ROW)),
+            deletes=tuple(sorted(self.deletes, key=_ROW)),
             problems=tuple(sorted(self.problems, key=lambda p: p.problem_id)),
             log=self.log,
         )
@@ -121,10 +121,17 @@ def combine(plans: list[Plan]) -> Plan:
     return (Plan() | every).sorted()
 
 
+_CELL = itemgetter(0, 1, 2)  # an edit's (tab, key, field)
+_ROW = itemgetter(0, 1)  # an append's or delete's (tab, key)
+
+
 def _union(items: tuple, address, payload) -> tuple:
+    addresses = list(map(address, items))
+    once = dict(zip(addresses, items, strict=True))
+    if len(once) == len(items):  # no address twice: nothing to compare (the common case, in one pass)
+        return items
     seen: dict = {}
-    for item in items:
-        where = address(item)
+    for where, item in zip(addresses, items, strict=True):
         if where in seen:
             if payload(seen[where]) != payload(item):
                 raise PlanConflict(f"two rules disagree on {where}: {seen[where]!r} vs {item!r}")

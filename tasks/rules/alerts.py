@@ -127,8 +127,9 @@ def alert_rows(
         parts.append(part.rename_axis("booking_id").reset_index())
 
     rescheduled, reassigned = _changes(b, now, mapping)
-    add(rescheduled, 1, "reschedule:" + b["start"].dt.strftime("%Y%m%d%H%M"),
-        words.reschedule_without_actions + "（前回 " + b["seen_start"].dt.strftime("%Y/%m/%d %H:%M") + "）", owner)
+    moved = b[rescheduled]  # formatted for these rows only: strftime costs ~2 µs a row
+    add(rescheduled, 1, "reschedule:" + moved["start"].dt.strftime("%Y%m%d%H%M"),
+        words.reschedule_without_actions + "（前回 " + moved["seen_start"].dt.strftime("%Y/%m/%d %H:%M") + "）", owner)
     add(reassigned, 2, "salesperson:" + b["salesperson"].fillna(""),
         words.salesperson_changed + "（前回 " + b["seen_salesperson"].fillna("") + "）", owner)
     pairs = _overlaps(b[active & b["salesperson"].notna()])

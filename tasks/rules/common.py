@@ -60,12 +60,8 @@ def as_read(values: pd.Series, kind: str) -> pd.Series:
 def new_row(table: Table, key: str, values: dict[str, Any], reason: str, group: str | None = None) -> Append:
     """A row for a pipeline tab, its key field set, fields in the tab's order."""
     values = {table.spec.key: key, **values} if table.spec.key else values
-    ordered = []
-    for column in table.spec.columns:  # a plain loop: a first run builds hundreds of thousands of rows
-        if column.field in values:
-            value = values[column.field]
-            ordered.append((column.field, None if is_missing(value) else value))
-    return Append(table.name, key, tuple(ordered), reason, group)
+    cells = tuple([(f, None if is_missing(values[f]) else values[f]) for f in table.spec.fields if f in values])
+    return Append(table.name, key, cells, reason, group)
 
 
 def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | None = None) -> list[Append]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 
 from tasks.frames import Frames
+from tasks.normalize import is_missing
 from tasks.plan import Append
-from tasks.rules.common import new_row, none_if_na
+from tasks.rules.common import none_if_na
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 
@@ -44,6 +45,7 @@ class NewOperations:
         self.now = now
         self.minute = f"{now:%Y%m%d%H%M}"  # formatted once: a Timestamp's strftime costs more than the rest of an id
         self.taken = set(self.table.data.index)
+        self.key, self.fields = self.table.spec.key, tuple(self.table.spec.fields)
         c = frames["customers"].data
         self.customers = {
             cid: (none_if_na(uid), _full_name(fam, giv), none_if_na(sp))
@@ -65,7 +67,11 @@ class NewOperations:
 
     def row(self, op_id: str, cid: str, action: str, content: str, reason: str, *, due: pd.Timestamp | None = None,
             salesperson: str | None = None, group: str | None = None) -> Append | None:
-        """The row, or None when that operation id is already listed; salesperson: else the customer's."""
+        """The row, or None when that operation id is already listed; salesperson: else the customer's.
+
+        Built as `new_row` would build it, without its per-column search: a first run lists
+        hundreds of thousands of operations.
+        """
         if action not in ACTIONS:
             raise ValueError(f"unknown L-Step operation {action!r}")
         if op_id in self.taken:
@@ -73,8 +79,9 @@ class NewOperations:
         self.taken.add(op_id)
         uid, name, owner = self.customers.get(cid, (None, "", None))
         values = {
-            "created_at": self.now, "customer_id": cid, "line_user_id": uid, "customer_name": name,
+            self.key: op_id, "created_at": self.now, "customer_id": cid, "line_user_id": uid, "customer_name": name,
             "salesperson": salesperson or owner, "action": action, "content": content, "reason": reason,
             "due": due, "done": False,
         }
-        return new_row(self.table, op_id, values, f"L-Step操作: {action}", group)
+        cells = tuple([(f, None if is_missing(values[f]) else values[f]) for f in self.fields if f in values])
+        return Append(self.table.name, op_id, cells, f"L-Step操作: {action}", group)

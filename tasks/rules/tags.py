@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import replace
 from functools import lru_cache
 
 import pandas as pd
@@ -209,10 +208,11 @@ def open_operations(frames: Frames) -> pd.DataFrame:
 def customer_tags(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     """Managed tags and rich menu of every customer, their L-Step操作, and the cancel messages."""
     want = wanted(frames, now, mapping)
-    return _tags(frames, now, mapping, want) | _menu(frames, now, mapping, want) | _messages(frames, now, mapping)
+    ops = NewOperations(frames, now)  # one for the three: their ids never meet (each starts with its 操作)
+    return _tags(frames, mapping, want, ops) | _menu(frames, mapping, want, ops) | _messages(frames, mapping, ops)
 
 
-def _tags(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFrame) -> Plan:
+def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
     table = frames["customers"]
     seps = tuple(mapping.tags.separators)
     raw = table.raw["tags"].reindex(want.index).map(_cell_text)
@@ -231,7 +231,6 @@ def _tags(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFram
                 changes.setdefault(cid, []).append((action, tag))
     if not changes:
         return Plan()
-    ops = NewOperations(frames, now)
     waiting = _open_keys(frames, (ADD, REMOVE))
     texts, appends = {}, []
     rank = {tag: i for i, tag in enumerate(rules)}
@@ -245,21 +244,20 @@ def _tags(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFram
             if (cid, tag) not in waiting:
                 why = _why(rules[tag], action == ADD)
                 appends.append(ops.row(ops.fresh_id(action, cid, tag), cid, action, tag, why, group=f"lstep-tags:{cid}"))
-    edits = [replace(e, group=f"lstep-tags:{e.key}")
+    edits = [e._replace(group=f"lstep-tags:{e.key}")
              for e in set_field(table, "tags", pd.Series(texts, dtype=object), TAG_REASON)]
     return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None))
 
 
-def _menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFrame) -> Plan:
+def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
     table = frames["customers"]
     menus = mapping.tags.rich_menu
     blocked = {cid for cid, _ in _unreadable_keys(frames, (MENU,))}
     desired = want[MENU_COLUMN].dropna()
     desired = desired[~desired.index.isin(list(blocked))]
-    edits = [replace(e, group=f"lstep-menu:{e.key}") for e in set_field(table, "rich_menu", desired, MENU_REASON)]
+    edits = [e._replace(group=f"lstep-menu:{e.key}") for e in set_field(table, "rich_menu", desired, MENU_REASON)]
     current = table.data["rich_menu"].to_dict()
     waiting = {cid for cid, _ in _open_keys(frames, (MENU,))}
-    ops = NewOperations(frames, now)
     appends = []
     for edit in edits:
         cid = edit.key
@@ -270,7 +268,7 @@ def _menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, want: pd.DataFram
     return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None))
 
 
-def _messages(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
+def _messages(frames: Frames, mapping: Mapping, ops: NewOperations) -> Plan:
     cancels = cancel_templates(frames, mapping)
     if cancels.empty:
         return Plan()
@@ -280,7 +278,6 @@ def _messages(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     op_ids = MESSAGE + ":" + cancels.index.to_series().astype(str) + ":" + cancels["title"]
     # once per booking; a deleted row keeps the message already chosen for it
     new = ~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(messaged))
-    ops = NewOperations(frames, now)
     url = mapping.tags.rebooking_calendar_url
     appends = []
     for bid, op_id, row in zip(cancels.index[new].tolist(), op_ids[new].tolist(), cancels[new].itertuples(index=False),

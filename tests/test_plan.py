@@ -1,0 +1,51 @@
+"""The plan as a value: union by address, conflicts refused, one canonical order."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from tasks.check import check
+from tasks.plan import Append, Delete, Edit, Plan, PlanConflict, combine
+from tasks.reconcile import reconcile
+from tasks.workbooks.local import LocalWorkbook
+from tests.conftest import NOW, booking, customer, team_tabs, write_book
+
+
+def test_union_keeps_one_change_per_address():
+    a = Edit("t", "k1", "f", None, "x", "r1")
+    same_cell = Edit("t", "k1", "f", "old read elsewhere", "x", "r2")  # same new value: agreed
+    row = Append("t", "k2", (("f", "y"),), "r")
+    gone = Delete("t", "k3", "r")
+    plan = Plan(edits=(a,), appends=(row,)) | Plan(edits=(same_cell,), appends=(row,), deletes=(gone, gone))
+    assert plan.edits == (a,) and plan.appends == (row,) and plan.deletes == (gone,)
+
+
+@pytest.mark.parametrize("other", [
+    Plan(edits=(Edit("t", "k", "f", None, "y", "r"),)),
+    Plan(edits=(Edit("t", "k", "f", None, "x", "r", check_only=True),)),
+    Plan(appends=(Append("t", "k", (("f", "y"),), "r"),)),
+])
+def test_two_rules_disagreeing_on_one_cell_or_row_is_refused(other):
+    mine = Plan(edits=(Edit("t", "k", "f", None, "x", "r"),), appends=(Append("t", "k", (("f", "x"),), "r"),))
+    with pytest.raises(PlanConflict, match="disagree"):
+        mine | other
+
+
+def test_combine_is_the_union_in_canonical_order():
+    b, a = Edit("t", "b", "f", None, 1, "r"), Edit("t", "a", "f", None, 2, "r")
+    assert combine([Plan(edits=(b,)), Plan(edits=(a, b))]).edits == (a, b)
+
+
+def test_reconcile_gives_the_garbage_collector_back_as_it_found_it(tmp_path, mapping):
+    tabs = team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00")])
+    frames = check(LocalWorkbook(write_book(tmp_path / "team.xlsx", tabs)).read(), mapping)
+    was = gc.isenabled()
+    try:
+        for state in (True, False):
+            (gc.enable if state else gc.disable)()
+            assert reconcile(frames, NOW, mapping)
+            assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()
