@@ -86,8 +86,8 @@ def _table(name: str, spec: Tab, rows: list[list[Any]] | None, mapping: Mapping)
         data[column.field] = _typed(column.type, values)
         flagged = issues.notna()
         bad[column.field] = flagged.to_numpy()
-        for idx in flagged[flagged].index:
-            problems.append(_problem(spec, raw, idx, column.field, positions, issues[idx]))
+        if flagged.any():
+            problems += _problems(spec, raw[flagged], column.field, positions, issues[flagged])
     data[ROW] = raw[ROW]
     table = Table(
         name=name, spec=spec, data=data, raw=raw, bad=bad, present=frozenset(positions),
@@ -99,7 +99,7 @@ def _table(name: str, spec: Tab, rows: list[list[Any]] | None, mapping: Mapping)
 def _raw_frame(body: list[list[Any]], positions: dict[str, int], spec: Tab) -> pd.DataFrame:
     """One column per mapped field (cells as read), blank rows dropped, sheet row numbers kept."""
     width = max(positions.values(), default=0)
-    grid = [list(r[:width]) + [None] * (width - len(r[:width])) for r in body]
+    grid = [r if len(r) == width else list(r[:width]) + [None] * (width - len(r[:width])) for r in body]
     frame = pd.DataFrame(grid, columns=range(1, width + 1), dtype=object) if width else pd.DataFrame(index=range(len(body)))
     out = pd.DataFrame({f: frame[c] if width else None for f, c in positions.items()}, index=frame.index, dtype=object)
     for f in spec.fields:
@@ -176,17 +176,16 @@ def _dangling_references(tables: dict[str, Table], mapping: Mapping) -> list[Pro
     return problems
 
 
-def _problem(spec: Tab, raw: pd.DataFrame, idx: Any, field: str, positions: dict[str, int], message: str) -> Problem:
-    row = int(raw.at[idx, ROW])
-    key_value = to_text(raw.at[idx, spec.key]).strip() if spec.key else ""
-    return Problem(
-        tab=spec.title,
-        cell=a1(row, positions[field]),
-        key=key_value or f"行{row}",
-        field=spec.column(field).header,
-        value=to_text(raw.at[idx, field]),
-        message=message,
-    )
+def _problems(spec: Tab, rows: pd.DataFrame, field: str, positions: dict[str, int], messages: pd.Series) -> list[Problem]:
+    """The flagged cells of one column, columns read as lists (a messy first run flags thousands)."""
+    keys = rows[spec.key].tolist() if spec.key else [None] * len(rows)
+    header = spec.column(field).header
+    out = []
+    for row, key, value, message in zip(rows[ROW].tolist(), keys, rows[field].tolist(), messages.tolist(), strict=True):
+        key_value = to_text(key).strip() if spec.key else ""
+        out.append(Problem(tab=spec.title, cell=a1(int(row), positions[field]), key=key_value or f"行{row}",
+                           field=header, value=to_text(value), message=message))
+    return out
 
 
 def _empty(kind: str, index: pd.Index) -> pd.Series:

@@ -329,9 +329,14 @@ def _line_user_id(value: object, vocab: tuple[str, ...], truths: tuple[str, ...]
     return (text, None) if _LINE_ID.fullmatch(text) else (None, LINE_ID_BAD)
 
 
+_PLAIN_HTTPS = re.compile(r"https://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?:[/?#][!-~]*)?")
+
+
 def _url(value: object, vocab: tuple[str, ...], truths: tuple[str, ...]) -> Result:
     """Only https links with a host: anything else would be sent to a customer broken."""
     text = _clean(value)
+    if _PLAIN_HTTPS.fullmatch(text):  # the usual Zoom link, accepted without urlsplit (~10 µs each)
+        return text, None
     if re.search(r"\s", text):
         return None, URL_BAD
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -478,3 +480,21 @@ def test_a_normalizer_bug_logs_the_kind_and_the_place_never_the_value(caplog):
     text = caplog.text
     assert "normalizer phone failed on a _Hostile cell: ValueError" in text and "normalizer datetime failed" in text
     assert "1234" not in text
+
+
+def _url_by_urlsplit(text: str):
+    """The long way _url takes for any link its plain-https shortcut does not recognise."""
+    try:
+        parts = urlsplit(text)
+        ok = not re.search(r"\s", text) and parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    return (text, None) if ok else (None, URL_BAD)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.from_regex(r"\A(https?|HTTPS|ftp)://[A-Za-z0-9.\-\[\]:@_%]{0,12}([/?#][!-~]{0,12})?\Z"))
+@example(text="https://zoom.us/j/1?pwd=[x]")
+@example(text="https://a..b/")
+def test_plain_https_shortcut_agrees_with_urlsplit(text):
+    assert normalize_value("url", text) == _url_by_urlsplit(text)

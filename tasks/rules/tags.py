@@ -112,6 +112,13 @@ def rewrite_tags(text: str, add: list[str], remove: set[str], separators: tuple[
     return "".join((sep or "") + tok for sep, tok in kept)
 
 
+@lru_cache(maxsize=1 << 14)
+def _rewritten(text: str, add: tuple[str, ...], remove: frozenset[str], separators: tuple[str, ...], default: str) -> str:
+    """rewrite_tags once per distinct cell and change: a first run rewrites every customer's cell,
+    and a team's cells hold a few hundred distinct texts."""
+    return rewrite_tags(text, list(add), set(remove), separators, default)
+
+
 def _cell_text(value: object) -> str:
     return "" if none_if_na(value) is None else to_text(value)
 
@@ -239,7 +246,7 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
         todo = sorted(changes[cid], key=lambda c: (c[0] != ADD, rank[c[1]]))
         add = [tag for action, tag in todo if action == ADD]
         gone = {tag_key(tag) for action, tag in todo if action == REMOVE}
-        texts[cid] = rewrite_tags(cell[cid], add, gone, seps, mapping.tags.separator) or None
+        texts[cid] = _rewritten(cell[cid], tuple(add), frozenset(gone), seps, mapping.tags.separator) or None
         for action, tag in todo:
             if (cid, tag) not in waiting:
                 why = _why(rules[tag], action == ADD)
