@@ -9,11 +9,12 @@ from __future__ import annotations
 import pandas as pd
 
 from tasks.frames import Frames
-from tasks.normalize import is_missing
 from tasks.plan import Append
 from tasks.rules.common import none_if_na
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
+_ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
+               "reason", "due", "done")  # what `row` fills, after the key
 
 
 def customer_name(frames: Frames, customer_id: str) -> str:
@@ -45,7 +46,9 @@ class NewOperations:
         self.now = now
         self.minute = f"{now:%Y%m%d%H%M}"  # formatted once: a Timestamp's strftime costs more than the rest of an id
         self.taken = set(self.table.data.index)
-        self.key, self.fields = self.table.spec.key, tuple(self.table.spec.fields)
+        given = (self.table.spec.key, *_ROW_FIELDS)
+        self.fields = tuple(f for f in self.table.spec.fields if f in given)  # the tab's order
+        self.order = [given.index(f) for f in self.fields]
         c = frames["customers"].data
         self.customers = {
             cid: (none_if_na(uid), _full_name(fam, giv), none_if_na(sp))
@@ -69,8 +72,8 @@ class NewOperations:
             salesperson: str | None = None, group: str | None = None) -> Append | None:
         """The row, or None when that operation id is already listed; salesperson: else the customer's.
 
-        Built as `new_row` would build it, without its per-column search: a first run lists
-        hundreds of thousands of operations.
+        Built as `new_row` would build it, in an order worked out once, blanks made None only where
+        a caller can pass one: a first run lists hundreds of thousands of operations.
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown L-Step operation {action!r}")
@@ -78,10 +81,7 @@ class NewOperations:
             return None
         self.taken.add(op_id)
         uid, name, owner = self.customers.get(cid, (None, "", None))
-        values = {
-            self.key: op_id, "created_at": self.now, "customer_id": cid, "line_user_id": uid, "customer_name": name,
-            "salesperson": salesperson or owner, "action": action, "content": content, "reason": reason,
-            "due": due, "done": False,
-        }
-        cells = tuple([(f, None if is_missing(values[f]) else values[f]) for f in self.fields if f in values])
+        values = (op_id, self.now, none_if_na(cid), uid, name, none_if_na(salesperson or owner), action,
+                  none_if_na(content), none_if_na(reason), none_if_na(due), False)  # the key, then _ROW_FIELDS
+        cells = tuple(zip(self.fields, [values[i] for i in self.order], strict=True))
         return Append(self.table.name, op_id, cells, f"L-Step操作: {action}", group)
