@@ -274,6 +274,34 @@ def play_edits(standin: SheetsStandin, sid: str, edits: list[StaffEdit], mapping
     return play(standin, sid, edits, key_headers(mapping))
 
 
+def last_word(edits: list[StaffEdit]) -> list[StaffEdit]:
+    """The edits whose effect must be in the final sheet: not undone by the person's own later edit
+    (the same cell typed again, the row deleted, the tab sorted again)."""
+    def replaces(later: StaffEdit, e: StaffEdit) -> bool:
+        if later.tab != e.tab:
+            return False
+        if e.kind == "cell":
+            return (later.kind == "cell" and (later.key, later.header) == (e.key, e.header)) or \
+                (later.kind == "delete" and later.key == e.key)
+        return e.kind == "sort" and later.kind == "sort"
+    return [e for i, e in enumerate(edits) if not any(replaces(later, e) for later in edits[i + 1:])]
+
+
+def formula_showing_value_read(e: StaffEdit, shown: dict, plan, mapping) -> bool:
+    """A formula typed into a cell the run was about to change, computing exactly the value the run
+    read there: the one gap test_a_formula_showing_the_value_read_survives pins (the write's
+    re-read is UNFORMATTED_VALUE). Any other lost edit stays a failure."""
+    if e.kind != "cell" or not (isinstance(e.value, str) and e.value.startswith("=")):
+        return False
+    header, where = keyed(shown.get(e.tab, []), key_headers(mapping).get(e.tab, ""))
+    if len(where.get(e.key, [])) != 1 or e.header not in header:
+        return False
+    line, col = shown[e.tab][where[e.key][0] - 1], header.index(e.header)
+    value = line[col] if col < len(line) else None
+    return any(same(value, p.old) for p in plan.edits if mapping.tabs[p.tab].title == e.tab
+               and as_key(p.key) == as_key(e.key) and mapping.tabs[p.tab].column(p.field).header == e.header)
+
+
 def still_there(e: StaffEdit, final: dict, person: dict, mapping) -> bool:
     keys = key_headers(mapping)
     header, where = keyed(final.get(e.tab, []), keys.get(e.tab, ""))
@@ -382,6 +410,7 @@ def concurrent_case(standin: SheetsStandin, mapping, seed: int, *, first_run: bo
         plan = plan_box["plan"]
         seen["edits"] = play_edits(s, sid, random_person(rng, state, plan, mapping, ops=ops), mapping)
         seen["person"] = sheet_state(s, sid)
+        seen["shown"] = {t: s.tab_values(sid, t) for t in titles_of(s, sid)}  # what formulas compute
 
     def planner(frames, now, mapping_, baseline):
         """The run's own reconcile; the person sees its plan (to edit what it is about to change)."""
@@ -396,7 +425,10 @@ def concurrent_case(standin: SheetsStandin, mapping, seed: int, *, first_run: bo
     if "person" not in seen:
         return {"edits": 0, "problems": []}
     problems = unplanned_changes(seen["person"], final, summary.plan, mapping, seen["edits"])
-    problems += [f"lost: {e}" for e in seen["edits"] if not still_there(e, final, seen["person"], mapping)]
+    lost = [e for e in last_word(seen["edits"]) if not still_there(e, final, seen["person"], mapping)]
+    known = [e for e in lost if formula_showing_value_read(e, seen["shown"], summary.plan, mapping)]
+    COUNTS["known_gap_formula_showing_value_read"] += len(known)  # pinned by the strict xfail below
+    problems += [f"lost: {e}" for e in lost if e not in known]
     problems += [f"duplicate key {k}" for k in duplicate_keys(final, mapping, before)]
     return {"edits": len(seen["edits"]), "problems": problems}
 
