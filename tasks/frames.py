@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -11,6 +12,7 @@ from tasks.a1 import a1
 from tasks.mapping import Tab
 from tasks.normalize import is_missing
 
+T = TypeVar("T")
 ROW = "_row"  # the sheet row a record was read from: for messages only, never for writing
 DATETIME = "datetime64[ns, Asia/Tokyo]"  # the dtype of every datetime column
 
@@ -83,6 +85,19 @@ class Table:
 class Frames:
     tables: dict[str, Table]
     problems: list[Problem]
+    _derived: dict[tuple, tuple[Any, Any]] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def derived(self, name: str, now: pd.Timestamp | None, mapping: Any, compute: Callable[[], T]) -> T:
+        """A fact several rules derive alike (the booking facts, the reminder state), computed once.
+
+        Safe because frames are not changed after check and rules never change what they are
+        given; the mapping is kept with the value, so its id cannot be reused for another one.
+        """
+        key = (name, now, id(mapping))
+        hit = self._derived.get(key)
+        if hit is None or hit[0] is not mapping:
+            hit = self._derived[key] = (mapping, compute())
+        return hit[1]
 
     def __getitem__(self, name: str) -> Table:
         return self.tables[name]

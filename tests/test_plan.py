@@ -1,14 +1,18 @@
-"""The plan as a value: union by address, conflicts refused, one canonical order."""
+"""The plan as a value (union by address, conflicts refused, one canonical order), and how reconcile
+builds it (facts shared by rules derived once, the garbage collector left as found)."""
 
 from __future__ import annotations
 
 import gc
 
+import pandas as pd
 import pytest
 
 from tasks.check import check
 from tasks.plan import Append, Delete, Edit, Plan, PlanConflict, combine
 from tasks.reconcile import reconcile
+from tasks.rules.bookings import booking_facts
+from tasks.rules.reminders import reminder_state
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, booking, customer, team_tabs, write_book
 
@@ -49,3 +53,15 @@ def test_reconcile_gives_the_garbage_collector_back_as_it_found_it(tmp_path, map
             assert gc.isenabled() is state
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_facts_several_rules_share_are_derived_once_per_frames_and_now(tmp_path, mapping):
+    tabs = team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00")])
+    frames = check(LocalWorkbook(write_book(tmp_path / "team.xlsx", tabs)).read(), mapping)
+    assert booking_facts(frames, mapping) is booking_facts(frames, mapping)
+    state = reminder_state(frames, NOW, mapping)
+    assert reminder_state(frames, NOW, mapping) is state
+    assert reminder_state(frames, NOW + pd.Timedelta(days=1), mapping) is not state
+    again = check(LocalWorkbook(tmp_path / "team.xlsx").read(), mapping)  # other frames: computed anew
+    assert booking_facts(again, mapping) is not booking_facts(frames, mapping)
+    assert booking_facts(again, mapping).equals(booking_facts(frames, mapping))

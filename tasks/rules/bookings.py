@@ -18,7 +18,12 @@ def booking_facts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     """One row per booking id, those in 予約 and those only the pipeline remembers (deleted).
 
     `start_ok` is False where 開始日時 could not be read: rules that need the time skip the row.
+    Computed once per frames (four rules use it); callers must not change it.
     """
+    return frames.derived("booking_facts", None, mapping, lambda: _booking_facts(frames, mapping))
+
+
+def _booking_facts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     table = frames["bookings"]
     b = table.data
     groups = mapping.status_groups

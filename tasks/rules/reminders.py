@@ -118,6 +118,11 @@ def send_times(start: pd.Series, step: Step, now: pd.Timestamp) -> pd.Series:
 
 
 def reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> ReminderState:
+    """Computed once per frames and `now` (the reminders rule and alert 9 both need it)."""
+    return frames.derived("reminder_state", now, mapping, lambda: _reminder_state(frames, now, mapping))
+
+
+def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> ReminderState:
     table = frames["reminders"]
     rows = table.data[FIELDS].copy()
     rows["send_at"] = rows["send_at"].astype(DATETIME)
