@@ -87,8 +87,7 @@ def payment_links(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     edits: list[Edit] = []
     appends: list[Append | None] = []
     ops = mapping.alerts.ops_role
-    for rid in s.index[create]:
-        row = s.loc[rid]
+    for rid, row in s[create].to_dict("index").items():  # rows as dicts: .loc per row costs ~100 µs
         appends.append(new_row(table, rid, {
             "requested_at": now, "booking_id": row["booking_id"], "customer_id": row["customer_id"],
             "customer_name": row["customer_name"], "salesperson": row["salesperson"], "plan": row["plan"],
