@@ -127,8 +127,7 @@ _ROW = itemgetter(0, 1)  # an append's or delete's (tab, key)
 
 def _union(items: tuple, address, payload) -> tuple:
     addresses = list(map(address, items))
-    once = dict(zip(addresses, items, strict=True))
-    if len(once) == len(items):  # no address twice: nothing to compare (the common case, in one pass)
+    if len(set(addresses)) == len(items):  # no address twice: nothing to compare (the common case)
         return items
     seen: dict = {}
     for where, item in zip(addresses, items, strict=True):
