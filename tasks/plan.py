@@ -34,10 +34,6 @@ class Edit(NamedTuple):
     group: str | None = None
     check_only: bool = False
 
-    @property
-    def address(self) -> tuple[str, str, str]:
-        return self[:3]
-
 
 class Append(NamedTuple):
     """Add a row with a deterministic key; the writer never adds a key that is already there."""

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tasks.check import check
+from tasks.mapping import MappingError
 from tasks.plan import Append, Delete, Edit, Plan, PlanConflict, combine
 from tasks.reconcile import reconcile
 from tasks.rules.bookings import booking_facts
@@ -51,6 +52,24 @@ def test_reconcile_gives_the_garbage_collector_back_as_it_found_it(tmp_path, map
             (gc.enable if state else gc.disable)()
             assert reconcile(frames, NOW, mapping)
             assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_a_rule_that_raises_still_gives_the_collector_back(tmp_path, mapping):
+    """A mapping error found mid-reconcile (a template naming an unknown placeholder) must not
+    leave the process without garbage collection."""
+    key = mapping.tags.cancel_messages[mapping.tags.cancel_default]
+    template = mapping.templates[key].model_copy(update={"body": "{nope}"})
+    broken = mapping.model_copy(update={"templates": {**mapping.templates, key: template}})
+    tabs = team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00", "キャンセル")])
+    frames = check(LocalWorkbook(write_book(tmp_path / "team.xlsx", tabs)).read(), broken)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with pytest.raises(MappingError, match="unknown placeholder"):
+            reconcile(frames, NOW, broken)
+        assert gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
 
