@@ -30,7 +30,6 @@ import resource
 import subprocess
 import sys
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
@@ -88,12 +87,6 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str:
-    from tasks.normalize import to_text
-
-    return unicodedata.normalize("NFKC", to_text(value)).strip()
-
-
 class MemoryWorkbook:
     """The workbook port over lists of rows in memory: the benchmarks' sheet, no file, no network.
 
@@ -118,12 +111,14 @@ class MemoryWorkbook:
 
 class _MemoryState:
     def __init__(self, rows: list[list[Any]]):
+        from tasks.normalize import cell_text  # tasks are imported late here: the bench times its imports
+
         self.rows = rows
-        self.header = [_text(v) for v in rows[0]] if rows else []
+        self.header = [cell_text(v) for v in rows[0]] if rows else []
         self._keys: dict[int, dict[str, list[int]]] = {}
 
     def rows_of(self, col: int) -> dict[str, list[int]]:
-        from tasks.write import rows_by_key  # tasks are imported late here: the bench times its imports
+        from tasks.write import rows_by_key
 
         if col not in self._keys:
             self._keys[col] = rows_by_key(line[col - 1] if col <= len(line) else None for line in self.rows[1:])
@@ -146,7 +141,9 @@ class _MemoryTransaction:
         self.tabs = tabs
 
     def headers(self) -> dict[str, list[str] | None]:
-        return {t: [_text(v) for v in rows[0]] if rows else [] for t, rows in self.tabs.items()}
+        from tasks.normalize import cell_text
+
+        return {t: [cell_text(v) for v in rows[0]] if rows else [] for t, rows in self.tabs.items()}
 
     def change_structure(self, changes) -> None:
         for change in changes:
@@ -193,10 +190,11 @@ def staff_activity(tabs: dict[str, list[list[Any]]], *, seed: int = SEED, rate: 
     customers book again. Only staff columns change. Returns what was done, by kind.
     """
     from tasks.demo_data import ACTIVE, BOOKINGS_TAB
+    from tasks.normalize import cell_text
 
     rng = Random(f"{seed}/staff-activity")
     rows = tabs[BOOKINGS_TAB]
-    header = [_text(h) for h in rows[0]]
+    header = [cell_text(h) for h in rows[0]]
     col = {h: header.index(h) for h in header if h}
     body = [r for r in rows[1:] if len(r) > col["ステータス"]]
     readable = [r for r in body if isinstance(r[col["開始日時"]], dt.datetime)]

@@ -13,7 +13,6 @@ from rich.console import Console
 
 from tasks.check import InputError
 from tasks.mapping import MappingError, load_mapping
-from tasks.normalize import normalize_value
 from tasks.notify import RouteConfigError
 from tasks.workbooks.credentials import CredentialsError
 from tasks.workbooks.google import SheetsError
@@ -26,12 +25,12 @@ ROUTES_HELP = "Notification routing: YAML/TOML, 宛先 -> Apprise URLs (also SAL
 
 
 def parse_now(text: str | None) -> pd.Timestamp:
-    if text is None:
-        return pd.Timestamp.now(tz="Asia/Tokyo").floor("s")
-    value, problem = normalize_value("datetime", text)
-    if problem:
-        raise typer.BadParameter(f"--now {text!r}: {problem}")
-    return value
+    from flows.pipeline import parse_clock
+
+    try:
+        return parse_clock(text, "--now ")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 from tasks.check import check
 from tasks.frames import Frames, Problem
 from tasks.mapping import Mapping
+from tasks.normalize import normalize_value
 from tasks.plan import Plan
 from tasks.reconcile import reconcile
 from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded, with_attempts
@@ -108,3 +109,14 @@ def run(
     summary.report, outgoing = step(write_step)(book, frames, plan, mapping, info)
     summary.deliveries = step(tell_step)(book, frames, outgoing, mapping, info, send)
     return summary
+
+
+def parse_clock(now: str | None, what: str = "now=") -> pd.Timestamp:
+    """A run's clock, from a flow parameter or --now (a time without a zone is Tokyo's); none is the
+    present second; a text that would be a guess is a ValueError naming `what`."""
+    if not now:
+        return pd.Timestamp.now(tz="Asia/Tokyo").floor("s")
+    stamp, problem = normalize_value("datetime", now)
+    if problem:
+        raise ValueError(f"{what}{now!r}: {problem}")
+    return stamp

@@ -16,11 +16,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.pipeline import RunSummary, Step
+from flows.pipeline import RunSummary, Step, parse_clock
 from flows.report import shown
 from flows.sources import open_book, sender
 from tasks.mapping import Mapping, load_mapping
-from tasks.normalize import normalize_value
 from tasks.tell import Send
 from tasks.workbooks.port import Workbook
 
@@ -32,16 +31,6 @@ MAX_TABLE_ROWS = 200
 def as_task(fn):
     """A step as a task; no input hashing for a cache key (a workbook holding a key cannot be hashed)."""
     return task(fn, name=fn.__name__.removesuffix("_step"), cache_policy=NO_CACHE)
-
-
-def parse_clock(now: str | None) -> pd.Timestamp:
-    """The run's clock as the command line reads it (a time without a zone is Tokyo's); a guess is an error."""
-    if not now:
-        return pd.Timestamp.now(tz="Asia/Tokyo").floor("s")
-    stamp, problem = normalize_value("datetime", now)
-    if problem:
-        raise ValueError(f"now={now!r}: {problem}")
-    return stamp
 
 
 def why_skip(clock: pd.Timestamp, business_hours: str | None, max_lateness_minutes: float | None,

@@ -71,6 +71,6 @@ def sender(routes: str | Path | None = None) -> Send:
     """The configured notification routing, or the console when none is configured.
 
     Configured: the routes file given (else `$SALESOPS_ROUTES`) and `SALESOPS_ROUTE_<NAME>` variables
-    (tasks/notify.py). Called without arguments by the flows' failure hooks, so it must need none.
+    (tasks/notify.py). The flows' failure hooks pass the run's own routes parameter.
     """
     return routed_sender(routes)

@@ -6,7 +6,6 @@ stops the run before anything is written; a bad cell only costs its row the rule
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 import pandas as pd
@@ -14,7 +13,7 @@ import pandas as pd
 from tasks.a1 import a1
 from tasks.frames import DATETIME, ROW, Frames, Problem, Table
 from tasks.mapping import Mapping, Tab
-from tasks.normalize import normalize_series, to_text
+from tasks.normalize import cell_text, normalize_series, to_text
 
 
 class InputError(ValueError):
@@ -41,7 +40,7 @@ def header_positions(header_row: list[Any], spec: Tab) -> dict[str, int]:
     """Field -> 1-based column, by header name. Raises on a missing required or repeated header."""
     seen: dict[str, list[int]] = {}
     for col, cell in enumerate(header_row, start=1):
-        text = _header_text(cell)
+        text = cell_text(cell)
         if text:
             seen.setdefault(text, []).append(col)
     positions: dict[str, int] = {}
@@ -61,10 +60,6 @@ def header_positions(header_row: list[Any], spec: Tab) -> dict[str, int]:
                 f" (tab {spec.title!r}: required header {column.header!r} is missing)"
             )
     return positions
-
-
-def _header_text(cell: Any) -> str:
-    return unicodedata.normalize("NFKC", to_text(cell)).strip()
 
 
 def _table(name: str, spec: Tab, rows: list[list[Any]] | None, mapping: Mapping) -> tuple[Table, list[Problem]]:

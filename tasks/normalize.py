@@ -133,6 +133,11 @@ def to_text(value: object) -> str:
     return _temporal_text(value)
 
 
+def cell_text(value: object) -> str:
+    """A header or key cell as check and every writer match it: its text, NFKC, trimmed."""
+    return unicodedata.normalize("NFKC", to_text(value)).strip()
+
+
 def _int_text(value: int) -> str:
     try:
         return str(value)

@@ -8,20 +8,14 @@ state and carry out the resolved cell writes; they never decide what to write.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tasks.mapping import Mapping, Tab
-from tasks.normalize import to_text
+from tasks.normalize import cell_text, to_text
 from tasks.plan import Append, Plan
-
-
-def cell_text(value: Any) -> str:
-    """A header or key cell as the writer matches it: NFKC, trimmed."""
-    return unicodedata.normalize("NFKC", to_text(value)).strip()
 
 
 def rows_by_key(column: Iterable[Any]) -> dict[str, list[int]]:

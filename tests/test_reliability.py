@@ -38,7 +38,6 @@ import signal
 import subprocess
 import sys
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +52,7 @@ from bench.alternatives import StaffEdit, keyed, play
 from flows.pipeline import run
 from tasks.a1 import a1
 from tasks.demo_data import generate_frames
-from tasks.normalize import to_text
+from tasks.normalize import cell_text
 from tasks.reconcile import reconcile
 from tasks.workbooks.google import Backoff, GoogleWorkbook, SheetsError
 from tasks.workbooks.local import LocalWorkbook
@@ -325,7 +324,7 @@ def still_there(e: StaffEdit, final: dict, person: dict, mapping) -> bool:
 
 def as_key(text: Any) -> str:
     """A key as check and the writer match it (NFKC, stripped): 'R１' is the row of 'R1'."""
-    return unicodedata.normalize("NFKC", to_text(text)).strip()
+    return cell_text(text)
 
 
 def key_forms(text: str, known: set[str]) -> tuple[str, ...]:

@@ -57,9 +57,9 @@ from google.auth.credentials import Credentials
 from gspread.exceptions import APIError
 
 from tasks.mapping import Mapping
-from tasks.normalize import to_text
+from tasks.normalize import cell_text, to_text
 from tasks.workbooks.credentials import ServiceAccountKey, load_key
-from tasks.write import StructureChange, TabWrite, cell_text, rows_by_key
+from tasks.write import StructureChange, TabWrite, rows_by_key
 
 GOOGLE = "https://sheets.googleapis.com"
 TOKYO = ZoneInfo("Asia/Tokyo")

@@ -20,7 +20,8 @@ import pandas as pd
 from openpyxl.cell.cell import MergedCell
 from openpyxl.worksheet.worksheet import Worksheet
 
-from tasks.write import StructureChange, TabWrite, cell_text, rows_by_key
+from tasks.normalize import cell_text
+from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
 DATE_FORMAT = "yyyy/mm/dd"
