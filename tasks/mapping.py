@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "mappings"
+CHANGELOG = "changelog"  # the tab every run appends its changes to (one row a cell); no rule reads it
 
 Owner = Literal["staff", "pipeline", "check"]
 CellType = Literal[

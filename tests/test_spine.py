@@ -93,6 +93,22 @@ def test_reconcile_is_deterministic_and_idempotent(team, mapping):
     assert not reconcile(check(book.read(), mapping), NOW, mapping)
 
 
+def test_the_change_log_is_written_but_never_checked(team, mapping):
+    """No rule reads 変更履歴: its rows (one a changed cell) are not checked, so a person's typo
+    there is no error and a log of millions of rows costs a run nothing in check."""
+    run(LocalWorkbook(team), mapping, NOW, record)
+    wb = openpyxl.load_workbook(team)
+    log = wb["変更履歴"]
+    headers = [c.value for c in log[1]]
+    log.append(["手入力" if h == "実行ID" else "いつか" if h == "日時" else None for h in headers])
+    wb.save(team)
+    frames = check(LocalWorkbook(team).read(), mapping)
+    assert len(tab_rows(team, "変更履歴")) > 2  # the run logged its changes, the person's row below them
+    assert frames["changelog"].data.empty
+    assert not [p for p in frames.problems if p.tab == "変更履歴"]
+    assert not reconcile(frames, NOW, mapping)
+
+
 def test_dry_run_leaves_the_file_byte_for_byte(team, mapping):
     before = team.read_bytes()
     summary = run(LocalWorkbook(team), mapping, NOW, record, dry_run=True)

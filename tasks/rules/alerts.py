@@ -25,6 +25,7 @@ day), in every run, so that a baseline run and the next one agree.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from tasks.frames import Frames
@@ -79,14 +80,20 @@ def remembered_start_and_salesperson(frames: Frames, now: pd.Timestamp, mapping:
 
 
 def _bookings(frames: Frames, mapping: Mapping) -> tuple[pd.DataFrame, pd.Series]:
-    """The bookings in 予約 with their customer's memos, and which rows can be read for alerts."""
+    """The bookings in 予約 with their customer's memos, and which rows can be read for alerts
+    (computed once a run: both rules of this module start from it)."""
+    return frames.derived("alert_bookings", None, mapping, lambda: _alert_bookings(frames, mapping))
+
+
+def _alert_bookings(frames: Frames, mapping: Mapping) -> tuple[pd.DataFrame, pd.Series]:
     facts = known_bookings(frames, mapping)
     b = facts[~facts["deleted"].astype(bool)].copy()
     for name in ("active", "held", "cancelled", "start_ok", "thanks_sent"):
         b[name] = b[name].fillna(False).astype(bool)
     customers = frames["customers"].data
-    b["blacklist_memo"] = b["customer_id"].map(customers["blacklist_memo"].map(_memo))
-    b["caution_memo"] = b["customer_id"].map(customers["caution_memo"].map(_memo))
+    at = customers.index.get_indexer(b["customer_id"])  # one look-up of each booking's customer for both memos
+    for memo in ("blacklist_memo", "caution_memo"):
+        b[memo] = _memos(customers[memo])[at]
     readable = b["start_ok"] & frames["bookings"].usable("status").reindex(b.index, fill_value=False)
     return b, readable
 
@@ -211,7 +218,9 @@ def _no_rebooking(frames: Frames, now: pd.Timestamp, mapping: Mapping, b: pd.Dat
     return out
 
 
-def _memo(value: object) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return " ".join(value.split())
+def _memos(values: pd.Series) -> np.ndarray:
+    """Each memo with its whitespace collapsed (None where blank), worked out once per distinct
+    memo; one None more at the end, for position -1 (a booking whose customer is not known)."""
+    cells = values.tolist()
+    distinct = {m: " ".join(m.split()) or None for m in {c for c in cells if type(c) is str}}
+    return np.array([distinct.get(c) if type(c) is str else None for c in cells] + [None], dtype=object)

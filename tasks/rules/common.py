@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 import pandas as pd
 
 from tasks.frames import Table
 from tasks.normalize import TZ, is_missing, normalize_series
-from tasks.plan import Append, Edit
+from tasks.plan import Append, Edit, Values, edits_of, new_append
 
 TEXT_KINDS = ("text", "name", "tags")
 
 
-def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: str | None = None) -> list[Edit]:
+def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: str | None = None, *,
+              group_prefix: str | None = None) -> list[Edit]:
     """Edits for the rows (by key, the index of `desired`) whose current value differs.
 
     One vectorized comparison over the whole column; only the changed cells become edits, each
-    carrying the raw value read so the writer can compare-and-set.
+    carrying the raw value read so the writer can compare-and-set. `group_prefix`: each edit's
+    group is the prefix and its row's key (one group per row).
     """
-    desired = desired[desired.index.isin(table.data.index)]
+    data = table.data
+    at = data.index.get_indexer(desired.index)  # positions by the index's own hash table, built once a table
+    if (at < 0).any():
+        desired, at = desired[at >= 0], at[at >= 0]
     if desired.empty:
         return []
-    current = table.data[field].reindex(desired.index)
+    current = data[field].iloc[at].set_axis(desired.index)
     expected = as_read(desired, table.spec.column(field).type)
     if current.dtype != expected.dtype:
         current, expected = current.astype(object), expected.astype(object)
     both_blank = current.isna().to_numpy() & expected.isna().to_numpy()
     equal = current.eq(expected).fillna(False).to_numpy(dtype=bool)
-    changed = desired.index[~(equal | both_blank)]
-    old = _nones(table.raw[field].reindex(changed))
-    new = _nones(desired[~(equal | both_blank)])
-    return [Edit(table.name, str(k), field, o, n, reason, group) for k, o, n in zip(changed.tolist(), old, new, strict=True)]
+    differs = ~(equal | both_blank)
+    changed = desired.index[differs]
+    raw = table.raw[field]
+    old = _nones(raw.iloc[at[differs]] if table.raw.index.equals(data.index) else raw.reindex(changed))
+    new = _nones(desired[differs])
+    keys = list(map(str, changed.tolist()))
+    groups = [group_prefix + k for k in keys] if group_prefix is not None else repeat(group)
+    return edits_of(table.name, field, keys, old, new, reason, groups)
 
 
 def _nones(values: pd.Series) -> list[Any]:
     """The values as Python objects, every missing one (NaN, NaT, pd.NA) as None: `none_if_na`
-    over a whole column in one pd.isna call, since a first run edits hundreds of thousands of cells."""
-    out = values.to_numpy(dtype=object, copy=True)
+    over a whole column in one pd.isna call, since a first run edits hundreds of thousands of cells.
+
+    Moments become aware `datetime`s, not Timestamps: built twice as fast, and not tracked by the
+    garbage collector, which a first run's million planned times would otherwise keep busy.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        out = values.array.to_pydatetime()
+    else:
+        out = values.to_numpy(dtype=object, copy=True)
     out[pd.isna(out)] = None
     return out.tolist()
 
@@ -76,8 +94,14 @@ def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | 
         elif column.field == table.spec.key:
             fields.append(column.field)
             columns.append(keys)
-    return [Append(table.name, key, tuple(zip(fields, values, strict=True)), reason, group)
-            for key, values, reason in zip(keys, zip(*columns, strict=True), reasons, strict=True)]
+    return list(map(new_append, zip(repeat(table.name), keys, cells_of(fields, columns), reasons, repeat(group),
+                                    strict=False)))
+
+
+def cells_of(fields: Sequence[str], columns: Sequence[Iterable[Any]]) -> Iterator[Values]:
+    """Each row's ((field, value), ...) from columns of values, zipped in C (no Python call per row).
+    A column may be a `repeat()`: the rows end with the shortest list."""
+    return zip(*[zip(repeat(f), column) for f, column in zip(fields, columns, strict=True)], strict=False)
 
 
 def none_if_na(value: Any) -> Any:

@@ -6,11 +6,13 @@ the customer's LINE user id and name the same way.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import pandas as pd
 
 from tasks.frames import Frames
-from tasks.plan import Append
-from tasks.rules.common import none_if_na
+from tasks.plan import Append, new_append
+from tasks.rules.common import cells_of, none_if_na
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
@@ -26,9 +28,13 @@ def customer_name(frames: Frames, customer_id: str) -> str:
 
 def customer_names(frames: Frames) -> dict[str, str]:
     """`customer_name` of every customer at once, for rules that name thousands of them."""
-    c = frames["customers"].data
-    return {cid: _full_name(fam, giv)
-            for cid, fam, giv in zip(c.index.tolist(), c["family_name"].tolist(), c["given_name"].tolist(), strict=True)}
+    return {cid: known[1] for cid, known in line_customers(frames).items()}
+
+
+def line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | None]]:
+    """Customer id -> (LINE user id, name, salesperson), worked out once a run (lists, not cells:
+    iterating a str column goes cell by cell through pandas)."""
+    return frames.derived("line_customers", None, None, lambda: _line_customers(frames))
 
 
 def _full_name(family: object, given: object) -> str:
@@ -37,9 +43,8 @@ def _full_name(family: object, given: object) -> str:
 
 class NewOperations:
     """New L-Step操作 rows for one run, many at once: the customer's LINE user id, name and
-    salesperson come from one dict look-up per row (a first run lists tens of thousands; the dict
-    is built from lists, as iterating a str column goes cell by cell through pandas), and an id
-    already listed (in the tab or by this builder) gives None, so a row is listed once."""
+    salesperson come from one dict look-up per row (a first run lists tens of thousands), and an
+    id already listed (in the tab or by this builder) is left out, so a row is listed once."""
 
     def __init__(self, frames: Frames, now: pd.Timestamp):
         self.table = frames["operations"]
@@ -49,12 +54,7 @@ class NewOperations:
         given = (self.table.spec.key, *_ROW_FIELDS)
         self.fields = tuple(f for f in self.table.spec.fields if f in given)  # the tab's order
         self.order = [given.index(f) for f in self.fields]
-        c = frames["customers"].data
-        self.customers = {
-            cid: (none_if_na(uid), _full_name(fam, giv), none_if_na(sp))
-            for cid, uid, fam, giv, sp in zip(c.index.tolist(), c["line_user_id"].tolist(), c["family_name"].tolist(),
-                                              c["given_name"].tolist(), c["salesperson"].tolist(), strict=True)
-        }
+        self.customers = line_customers(frames)
 
     def name(self, cid: str) -> str:
         return self.customers.get(cid, (None, "", None))[1]
@@ -70,18 +70,44 @@ class NewOperations:
 
     def row(self, op_id: str, cid: str, action: str, content: str, reason: str, *, due: pd.Timestamp | None = None,
             salesperson: str | None = None, group: str | None = None) -> Append | None:
-        """The row, or None when that operation id is already listed; salesperson: else the customer's.
+        """The row, or None when that operation id is already listed; salesperson: else the customer's."""
+        rows = self.rows(action, [op_id], [cid], [content], [reason], dues=[due], salespeople=[salesperson],
+                         groups=[group])
+        return rows[0] if rows else None
 
-        Built as `new_row` would build it, in an order worked out once, blanks made None only where
-        a caller can pass one: a first run lists hundreds of thousands of operations.
-        """
+    def rows(self, action: str, op_ids: list[str], cids: list[str], contents: list[str], reasons: list[str], *,
+             dues: list | None = None, salespeople: list | None = None, groups: list | None = None) -> list[Append]:
+        """`row` for many operations of one action, in their order, leaving out the ids already
+        listed. The rows are zipped from columns (a first run lists hundreds of thousands)."""
         if action not in ACTIONS:
             raise ValueError(f"unknown L-Step operation {action!r}")
-        if op_id in self.taken:
-            return None
-        self.taken.add(op_id)
-        uid, name, owner = self.customers.get(cid, (None, "", None))
-        values = (op_id, self.now, none_if_na(cid), uid, name, none_if_na(salesperson or owner), action,
-                  none_if_na(content), none_if_na(reason), none_if_na(due), False)  # the key, then _ROW_FIELDS
-        cells = tuple(zip(self.fields, [values[i] for i in self.order], strict=True))
-        return Append(self.table.name, op_id, cells, f"L-Step操作: {action}", group)
+        n = len(op_ids)
+        dues, salespeople, groups = (dues or [None] * n), (salespeople or [None] * n), (groups or [None] * n)
+        taken = self.taken
+        kept = [i for i, op_id in enumerate(op_ids) if op_id not in taken and not taken.add(op_id)]
+        if len(kept) < n:
+            op_ids, cids, contents, reasons, dues, salespeople, groups = (
+                [column[i] for i in kept] for column in (op_ids, cids, contents, reasons, dues, salespeople, groups))
+        unknown = (None, "", None)
+        known = [self.customers.get(cid, unknown) for cid in cids]
+        columns = (  # the key, then _ROW_FIELDS
+            op_ids, repeat(self.now), _nones(cids), [k[0] for k in known], [k[1] for k in known],
+            [none_if_na(sp) or k[2] for sp, k in zip(salespeople, known, strict=True)], repeat(action),
+            _nones(contents), _nones(reasons), _nones(dues), repeat(False),
+        )
+        cells = cells_of(self.fields, [columns[i] for i in self.order])
+        return list(map(new_append, zip(repeat(self.table.name), op_ids, cells, repeat(f"L-Step操作: {action}"), groups,
+                                        strict=False)))
+
+
+def _line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | None]]:
+    c = frames["customers"].data
+    return {
+        cid: (none_if_na(uid), _full_name(fam, giv), none_if_na(sp))
+        for cid, uid, fam, giv, sp in zip(c.index.tolist(), c["line_user_id"].tolist(), c["family_name"].tolist(),
+                                          c["given_name"].tolist(), c["salesperson"].tolist(), strict=True)
+    }
+
+
+def _nones(values: list) -> list:
+    return [v if type(v) is str else none_if_na(v) for v in values]

@@ -216,16 +216,12 @@ def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState)
     """One リマインド削除 per cancelled step the LINE tool could still send (listed once)."""
     r = state.rows
     due = r[(r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)]
-    ops = NewOperations(frames, now)
-    out = []
-    for rid, row in zip(due.index.astype(str), due.to_dict("records"), strict=True):
-        op = ops.row(
-            delete_operation_id(rid), row["customer_id"], DELETE_ACTION, rid, f"予約 {row['booking_id']} のキャンセル",
-            due=row["send_at"], salesperson=row["salesperson"] if isinstance(row["salesperson"], str) else None,
-        )
-        if op is not None:
-            out.append(op)
-    return out
+    rids = due.index.astype(str).tolist()
+    return NewOperations(frames, now).rows(
+        DELETE_ACTION, [delete_operation_id(rid) for rid in rids], due["customer_id"].tolist(), rids,
+        [f"予約 {bid} のキャンセル" for bid in due["booking_id"].tolist()], dues=due["send_at"].tolist(),
+        salespeople=due["salesperson"].tolist(),
+    )
 
 
 def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[Append]) -> list[Append]:

@@ -144,27 +144,24 @@ def wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame:
         unknown_status=~status_ok, started=started, unknown_start=live & ~f["start_ok"],
         held_unknown_start=f["held"] & ~f["start_ok"], outcome_ok=outcome_ok,
     )
-    by = f.groupby("customer_id")
-
-    def any_of(column: str) -> pd.Series:
-        return by[column].any().reindex(customers, fill_value=False).astype(bool)
-
-    unknown_status = any_of("unknown_status")
-    held = f[f["held"] & f["start_ok"]].reset_index().sort_values(["customer_id", "start", "booking_id"])
-    latest = held.groupby("customer_id").tail(1).set_index("customer_id").reindex(customers)
-    outcome_known = ~unknown_status & ~any_of("held_unknown_start") & latest["outcome_ok"].fillna(True).astype(bool)
+    flags = ["active", "held", "unknown_status", "started", "unknown_start", "held_unknown_start"]
+    any_of = f.groupby("customer_id")[flags].any().reindex(customers, fill_value=False).astype(bool)
+    unknown_status = any_of["unknown_status"]
+    held = f[f["held"] & f["start_ok"]].reset_index().sort_values(["start", "booking_id"])
+    latest = held.drop_duplicates("customer_id", keep="last").set_index("customer_id").reindex(customers)
+    outcome_known = ~unknown_status & ~any_of["held_unknown_start"] & latest["outcome_ok"].fillna(True).astype(bool)
 
     out = pd.DataFrame(index=customers)
     for rule in mapping.tags.managed:
         if rule.when == "latest_held_outcome":
             value, known = latest["outcome"].eq(rule.outcome).fillna(False).astype(bool), outcome_known
         else:
-            value = any_of("active" if rule.when == "has_active_booking" else "held")
+            value = any_of["active" if rule.when == "has_active_booking" else "held"]
             known = value | ~unknown_status
         out[rule.tag] = pd.array(value.where(known, None), dtype="boolean")
     menus = mapping.tags.rich_menu
-    after = any_of("started")
-    menu_known = after | ~(unknown_status | any_of("unknown_start"))
+    after = any_of["started"]
+    menu_known = after | ~(unknown_status | any_of["unknown_start"])
     menu = pd.Series(after.map({True: menus.after, False: menus.before}), dtype=object)
     out[MENU_COLUMN] = menu.where(menu_known, None)
     return out
@@ -180,8 +177,8 @@ def cancel_templates(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     kind_ok = frames["bookings"].usable("cancel_kind").reindex(f.index, fill_value=True).astype(bool)
     f = f[kind_ok | f["deleted"]]
     kind = f["cancel_kind"].where(~f["deleted"] & f["cancel_kind"].notna(), mapping.tags.cancel_default)
-    template = kind.map(lambda k: _template_key(mapping, k))
-    titles = template.map(lambda t: mapping.templates[t].title)
+    template = kind.map({k: _template_key(mapping, k) for k in kind.unique()})  # a few kinds, many bookings
+    titles = template.map({t: mapping.templates[t].title for t in template.unique()})
     return pd.DataFrame({
         "customer_id": f["customer_id"], "salesperson": f["salesperson"], "deleted": f["deleted"],
         "kind": f["cancel_kind"].where(~f["deleted"], None), "template": template, "title": titles,
@@ -239,7 +236,8 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     if not changes:
         return Plan()
     waiting = _open_keys(frames, (ADD, REMOVE))
-    texts, appends = {}, []
+    texts: dict[str, str | None] = {}
+    listing: dict[str, list[tuple[str, str]]] = {ADD: [], REMOVE: []}  # (customer, tag) per 操作
     rank = {tag: i for i, tag in enumerate(rules)}
     cell = dict(zip(raw.index.tolist(), raw.tolist(), strict=True))  # a dict: Series[key] costs ~20 µs a look-up
     for cid in sorted(changes):
@@ -249,11 +247,15 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
         texts[cid] = _rewritten(cell[cid], tuple(add), frozenset(gone), seps, mapping.tags.separator) or None
         for action, tag in todo:
             if (cid, tag) not in waiting:
-                why = _why(rules[tag], action == ADD)
-                appends.append(ops.row(ops.fresh_id(action, cid, tag), cid, action, tag, why, group=f"lstep-tags:{cid}"))
-    edits = [e._replace(group=f"lstep-tags:{e.key}")
-             for e in set_field(table, "tags", pd.Series(texts, dtype=object), TAG_REASON)]
-    return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None))
+                listing[action].append((cid, tag))
+    appends = []
+    for action, pairs in listing.items():
+        cids, tags = [c for c, _ in pairs], [t for _, t in pairs]
+        why = {tag: _why(rule, action == ADD) for tag, rule in rules.items()}
+        appends += ops.rows(action, [ops.fresh_id(action, c, t) for c, t in pairs], cids, tags, [why[t] for t in tags],
+                            groups=[f"lstep-tags:{c}" for c in cids])
+    edits = set_field(table, "tags", pd.Series(texts, dtype=object), TAG_REASON, group_prefix="lstep-tags:")
+    return Plan(edits=tuple(edits), appends=tuple(appends))
 
 
 def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
@@ -262,17 +264,16 @@ def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     blocked = {cid for cid, _ in _unreadable_keys(frames, (MENU,))}
     desired = want[MENU_COLUMN].dropna()
     desired = desired[~desired.index.isin(list(blocked))]
-    edits = [e._replace(group=f"lstep-menu:{e.key}") for e in set_field(table, "rich_menu", desired, MENU_REASON)]
-    current = table.data["rich_menu"].to_dict()
+    edits = set_field(table, "rich_menu", desired, MENU_REASON, group_prefix="lstep-menu:")
+    current = dict(zip(table.data.index.tolist(), table.data["rich_menu"].tolist(), strict=True))
     waiting = {cid for cid, _ in _open_keys(frames, (MENU,))}
-    appends = []
-    for edit in edits:
-        cid = edit.key
-        if current.get(cid) not in (menus.before, menus.after) or cid in waiting:
-            continue  # filling a blank (or unknown) cell is not a switch; an open switch stands
-        why = "面談が始まりました" if edit.new == menus.after else "開始済みの予約がなくなりました"
-        appends.append(ops.row(ops.fresh_id(MENU, cid, edit.new), cid, MENU, edit.new, why, group=edit.group))
-    return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None))
+    # filling a blank (or unknown) cell is not a switch; an open switch stands
+    switches = [e for e in edits if current.get(e.key) in (menus.before, menus.after) and e.key not in waiting]
+    cids, menu = [e.key for e in switches], [e.new for e in switches]
+    why = ["面談が始まりました" if m == menus.after else "開始済みの予約がなくなりました" for m in menu]
+    appends = ops.rows(MENU, [ops.fresh_id(MENU, c, m) for c, m in zip(cids, menu, strict=True)], cids, menu, why,
+                       groups=[e.group for e in switches])
+    return Plan(edits=tuple(edits), appends=tuple(appends))
 
 
 def _messages(frames: Frames, mapping: Mapping, ops: NewOperations) -> Plan:
@@ -286,14 +287,17 @@ def _messages(frames: Frames, mapping: Mapping, ops: NewOperations) -> Plan:
     # once per booking; a deleted row keeps the message already chosen for it
     new = ~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(messaged))
     url = mapping.tags.rebooking_calendar_url
-    appends = []
-    for bid, op_id, row in zip(cancels.index[new].tolist(), op_ids[new].tolist(), cancels[new].itertuples(index=False),
-                               strict=True):
-        body = _render(mapping, row.template, customer_name=ops.name(row.customer_id), calendar_url=url)
-        what = "の行が削除されました（キャンセル扱い）" if row.deleted else f"がキャンセルされました（{row.kind or '区分なし'}）"
-        appends.append(ops.row(op_id, row.customer_id, MESSAGE, row.title, f"予約 {bid} {what}。文面: {body}",
-                               salesperson=none_if_na(row.salesperson)))
-    return Plan(appends=tuple(a for a in appends if a is not None))
+    c = cancels[new]
+    cids, reasons = c["customer_id"].tolist(), []
+    for bid, cid, template, deleted, kind in zip(c.index.tolist(), cids, c["template"].tolist(), c["deleted"].tolist(),
+                                                 c["kind"].tolist(), strict=True):
+        body = _render(mapping, template, customer_name=ops.name(cid), calendar_url=url)
+        kind = none_if_na(kind) or "区分なし"
+        what = "の行が削除されました（キャンセル扱い）" if deleted else f"がキャンセルされました（{kind}）"
+        reasons.append(f"予約 {bid} {what}。文面: {body}")
+    appends = ops.rows(MESSAGE, op_ids[new].tolist(), cids, c["title"].tolist(), reasons,
+                       salespeople=c["salesperson"].tolist())
+    return Plan(appends=tuple(appends))
 
 
 def _render(mapping: Mapping, key: str, **fields: str) -> str:

@@ -56,7 +56,7 @@ from google.auth import exceptions as auth_errors
 from google.auth.credentials import Credentials
 from gspread.exceptions import APIError
 
-from tasks.mapping import Mapping
+from tasks.mapping import CHANGELOG, Mapping
 from tasks.normalize import cell_text, to_text
 from tasks.workbooks.credentials import ServiceAccountKey, load_key
 from tasks.write import StructureChange, TabWrite, rows_by_key
@@ -363,8 +363,8 @@ class GoogleWorkbook:
                 )
             self._place[spec.title] = spec.spreadsheet
             self._dates[spec.title] = {c.header: c.type for c in spec.columns if c.type in ("datetime", "date")}
-        if "changelog" in mapping.tabs:
-            self._last_alias = mapping.tabs["changelog"].spreadsheet
+        if CHANGELOG in mapping.tabs:
+            self._last_alias = mapping.tabs[CHANGELOG].spreadsheet
 
     def __str__(self) -> str:
         return "Google Sheets " + ", ".join(f"{a}={i}" for a, i in self.spreadsheets.items())

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from tasks.mapping import Mapping
+from tasks.mapping import CHANGELOG, Mapping
 from tasks.normalize import to_text
 from tasks.plan import Plan
 from tasks.write import Resolution, Skip, StructureChange, TabState, TabWrite, resolve, structure_changes
@@ -60,7 +60,7 @@ class Workbook(Protocol):
 
 def apply_plan(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo, *, structure: bool = True) -> ApplyReport:
     """Apply a plan: structure, compare-and-set resolution, one write including the change log."""
-    log_title = mapping.tabs["changelog"].title
+    log_title = mapping.tabs[CHANGELOG].title
     touched = sorted({mapping.tabs[t].title for t in plan.tabs} | {log_title})
     with book.transaction(touched) as tx:
         changes = structure_changes(mapping, tx.headers()) if structure else []
@@ -85,7 +85,7 @@ def apply_plan(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo, *, st
 
 def _changelog(resolution: Resolution, mapping: Mapping, run: RunInfo, state: TabState) -> TabWrite:
     """One 変更履歴 row per changed cell (and one per added or removed row)."""
-    spec = mapping.tabs["changelog"]
+    spec = mapping.tabs[CHANGELOG]
     order = [state.header.index(h) if h in state.header else None for h in spec.headers]
     rows = []
     for title, key, header, old, new, reason in resolution.changes:
