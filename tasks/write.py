@@ -227,7 +227,7 @@ def _append_row(spec: Tab, state: TabState, append: Append, write: TabWrite) -> 
     position = {name: i for i, name in enumerate(state.header)}
     headers = {c.field: c.header for c in spec.columns}
     row: list[Any] = [None] * len(state.header)
-    for name, value in append.values:
+    for name, value in zip(append.fields, append.cells, strict=True):
         col = position.get(headers.get(name))
         if col is not None:
             row[col] = value

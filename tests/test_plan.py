@@ -21,7 +21,7 @@ from tests.conftest import NOW, booking, customer, team_tabs, write_book
 def test_union_keeps_one_change_per_address():
     a = Edit("t", "k1", "f", None, "x", "r1")
     same_cell = Edit("t", "k1", "f", "old read elsewhere", "x", "r2")  # same new value: agreed
-    row = Append("t", "k2", (("f", "y"),), "r")
+    row = Append.of("t", "k2", (("f", "y"),), "r")
     gone = Delete("t", "k3", "r")
     plan = Plan(edits=(a,), appends=(row,)) | Plan(edits=(same_cell,), appends=(row,), deletes=(gone, gone))
     assert plan.edits == (a,) and plan.appends == (row,) and plan.deletes == (gone,)
@@ -30,10 +30,10 @@ def test_union_keeps_one_change_per_address():
 @pytest.mark.parametrize("other", [
     Plan(edits=(Edit("t", "k", "f", None, "y", "r"),)),
     Plan(edits=(Edit("t", "k", "f", None, "x", "r", check_only=True),)),
-    Plan(appends=(Append("t", "k", (("f", "y"),), "r"),)),
+    Plan(appends=(Append.of("t", "k", (("f", "y"),), "r"),)),
 ])
 def test_two_rules_disagreeing_on_one_cell_or_row_is_refused(other):
-    mine = Plan(edits=(Edit("t", "k", "f", None, "x", "r"),), appends=(Append("t", "k", (("f", "x"),), "r"),))
+    mine = Plan(edits=(Edit("t", "k", "f", None, "x", "r"),), appends=(Append.of("t", "k", (("f", "x"),), "r"),))
     with pytest.raises(PlanConflict, match="disagree"):
         mine | other
 

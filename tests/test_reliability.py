@@ -763,18 +763,20 @@ def test_timeouts_are_retried_then_fail_as_unanswered(standin, mapping):
     """A request that never answers is sent again a bounded number of times, then the run stops
     with one line saying Google did not answer (never 'not found', never a traceback)."""
     tabs = team(3, customers=8)
+    # exact counts: a read timeout a loaded machine's normal answer never reaches, and hangs past it
+    read_timeout, hang = 1.0, "hang:1.5"
     standin.add_spreadsheet("timeouts-1", tabs)
     standin.reset_counts()
     for at in range(1, 3):
-        standin.inject(at, "hang:0.3")
-    run(google_book(standin, "timeouts-1", mapping, timeout=(2.0, READ_TIMEOUT), attempts=3), mapping, NOW, Transport())
+        standin.inject(at, hang)
+    run(google_book(standin, "timeouts-1", mapping, timeout=(2.0, read_timeout), attempts=3), mapping, NOW, Transport())
     assert standin.count("spreadsheets.get", "timeouts-1") == 3  # two timed out, the third answered
     standin.add_spreadsheet("timeouts-2", tabs)
     standin.reset_counts()
     for at in range(1, 4):
-        standin.inject(at, "hang:0.3")
+        standin.inject(at, hang)
     with pytest.raises(SheetsError) as failure:
-        run(google_book(standin, "timeouts-2", mapping, timeout=(2.0, READ_TIMEOUT), attempts=3), mapping, NOW, Transport())
+        run(google_book(standin, "timeouts-2", mapping, timeout=(2.0, read_timeout), attempts=3), mapping, NOW, Transport())
     assert standin.count(spreadsheet_id="timeouts-2") == 3
     message = str(failure.value)
     assert "did not answer" in message and "not found" not in message and "\n" not in message

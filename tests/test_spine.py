@@ -271,7 +271,7 @@ def test_cells_written_counts_only_the_cells_given_a_value(tmp_path, mapping):
     tabs = team_tabs([customer("C001")], [])
     tabs["重複候補"] = _dup_tab(mapping)
     path = write_book(tmp_path / "t.xlsx", tabs)
-    row = Append("duplicates", "C001~C002", (("candidate_id", "C001~C002"), ("customer_a", "C001"),
+    row = Append.of("duplicates", "C001~C002", (("candidate_id", "C001~C002"), ("customer_a", "C001"),
                                              ("name_a", ""), ("customer_b", None)), "test")
     report = apply_plan(LocalWorkbook(path), Plan(appends=(row,)), mapping, RunInfo("t", NOW))
     assert (report.rows_added, report.cells_written) == (1, 2)  # 12 columns, two of them given a value

@@ -32,7 +32,7 @@ from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
-from tasks.rules.common import set_field, shown_time
+from tasks.rules.common import set_field, shown_times
 from tasks.rules.operations import customer_names
 from tasks.rules.reminders import known_bookings, reminder_state
 
@@ -53,14 +53,14 @@ def booking_alerts(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     # the booking's columns looked up once for all alerts (tens of thousands on a first run), not per row
     bids = told["booking_id"].tolist()
     cids = b["customer_id"].reindex(bids).tolist()
-    starts = b["start"].reindex(bids).tolist()
+    starts = shown_times(b["start"].reindex(bids))
     cells = [a or k for a, k in zip(table.a1_many(bids, "alerts"), table.a1_many(bids, "booking_id"), strict=True)]
     names = customer_names(frames) if bids else {}
     for row, bid, cid, start, cell in zip(told.itertuples(index=False), bids, cids, starts, cells, strict=True):
         item = notice(
             frames, mapping, f"alert:{bid}:{row.code}", row.recipient, row.template, now,
             booking_id=bid, customer_id=cid, customer_name=names.get(cid, "") if isinstance(cid, str) else "",
-            start=shown_time(start), alert=row.text, cell=cell,
+            start=start, alert=row.text, cell=cell,
         )
         if item is not None:
             appends.append(item)

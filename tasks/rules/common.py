@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -10,7 +9,7 @@ import pandas as pd
 
 from tasks.frames import Table
 from tasks.normalize import TZ, is_missing, normalize_series
-from tasks.plan import Append, Edit, Values, edits_of, new_append
+from tasks.plan import Append, Edit, edits_of, new_append
 
 TEXT_KINDS = ("text", "name", "tags")
 
@@ -78,8 +77,8 @@ def as_read(values: pd.Series, kind: str) -> pd.Series:
 def new_row(table: Table, key: str, values: dict[str, Any], reason: str, group: str | None = None) -> Append:
     """A row for a pipeline tab, its key field set, fields in the tab's order."""
     values = {table.spec.key: key, **values} if table.spec.key else values
-    cells = tuple([(f, None if is_missing(values[f]) else values[f]) for f in table.spec.fields if f in values])
-    return Append(table.name, key, cells, reason, group)
+    fields = tuple(f for f in table.spec.fields if f in values)
+    return Append(table.name, key, fields, tuple(none_if_na(values[f]) for f in fields), reason, group)
 
 
 def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | None = None) -> list[Append]:
@@ -94,14 +93,8 @@ def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | 
         elif column.field == table.spec.key:
             fields.append(column.field)
             columns.append(keys)
-    return list(map(new_append, zip(repeat(table.name), keys, cells_of(fields, columns), reasons, repeat(group),
-                                    strict=False)))
-
-
-def cells_of(fields: Sequence[str], columns: Sequence[Iterable[Any]]) -> Iterator[Values]:
-    """Each row's ((field, value), ...) from columns of values, zipped in C (no Python call per row).
-    A column may be a `repeat()`: the rows end with the shortest list."""
-    return zip(*[zip(repeat(f), column) for f, column in zip(fields, columns, strict=True)], strict=False)
+    return list(map(new_append, zip(repeat(table.name), keys, repeat(tuple(fields)), zip(*columns, strict=True),
+                                    reasons, repeat(group), strict=False)))
 
 
 def none_if_na(value: Any) -> Any:
@@ -111,3 +104,8 @@ def none_if_na(value: Any) -> Any:
 def shown_time(value: Any) -> str:
     """A moment as a message shows it: Tokyo wall clock to the minute ("" when blank)."""
     return "" if is_missing(value) else f"{pd.Timestamp(value).tz_convert(TZ):%Y/%m/%d %H:%M}"
+
+
+def shown_times(moments: pd.Series) -> list[str]:
+    """`shown_time` of a whole datetime column in one call, not a Timestamp per row."""
+    return moments.dt.tz_convert(TZ).dt.strftime("%Y/%m/%d %H:%M").fillna("").tolist()

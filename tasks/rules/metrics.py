@@ -29,17 +29,14 @@ def customer_metrics(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Pla
         visit_date=b["start"].where(b["status"].isin(groups.held)),
     ).groupby("customer_id")
     ids = customers.data.index[~customers.data.index.isin(skip)]
-    counts = pd.DataFrame(index=ids)
-    counts["booking_count"] = by["one"].sum().reindex(ids, fill_value=0)
-    counts["visit_count"] = by["visit"].sum().reindex(ids, fill_value=0)
-    counts["cancel_count"] = by["cancel"].sum().reindex(ids, fill_value=0)
-    late = by["late"].sum().reindex(ids, fill_value=0)
-    counts["late_cancel"] = late.gt(0).map({True: "あり", False: "なし"})
+    sums = by[["one", "visit", "cancel", "late"]].sum().reindex(ids, fill_value=0)
     last = by["visit_date"].max().reindex(ids).astype(DATETIME)
-    counts["last_visit_date"] = last.dt.date.astype(object).where(last.notna(), None)  # the Tokyo date
     edits = []
-    for field in ("booking_count", "visit_count", "cancel_count"):
-        edits += set_field(customers, field, counts[field].astype(object).map(int), REASON)
-    edits += set_field(customers, "late_cancel", counts["late_cancel"].astype(object), REASON)
-    edits += set_field(customers, "last_visit_date", counts["last_visit_date"], REASON)
+    for field, column in (("booking_count", "one"), ("visit_count", "visit"), ("cancel_count", "cancel")):
+        ints = pd.Series(sums[column].tolist(), index=ids, dtype=object)  # Python ints, as a cell reads
+        edits += set_field(customers, field, ints, REASON)
+    late = sums["late"].gt(0).map({True: "あり", False: "なし"}).astype(object)
+    edits += set_field(customers, "late_cancel", late, REASON)
+    day = last.dt.date.astype(object).where(last.notna(), None)  # the Tokyo date
+    edits += set_field(customers, "last_visit_date", day, REASON)
     return Plan(edits=tuple(edits))

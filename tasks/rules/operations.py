@@ -12,7 +12,7 @@ import pandas as pd
 
 from tasks.frames import Frames
 from tasks.plan import Append, new_append
-from tasks.rules.common import cells_of, none_if_na
+from tasks.rules.common import none_if_na
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
@@ -82,22 +82,24 @@ class NewOperations:
         if action not in ACTIONS:
             raise ValueError(f"unknown L-Step operation {action!r}")
         n = len(op_ids)
-        dues, salespeople, groups = (dues or [None] * n), (salespeople or [None] * n), (groups or [None] * n)
         taken = self.taken
         kept = [i for i, op_id in enumerate(op_ids) if op_id not in taken and not taken.add(op_id)]
         if len(kept) < n:
             op_ids, cids, contents, reasons, dues, salespeople, groups = (
-                [column[i] for i in kept] for column in (op_ids, cids, contents, reasons, dues, salespeople, groups))
+                column and [column[i] for i in kept]
+                for column in (op_ids, cids, contents, reasons, dues, salespeople, groups))
         unknown = (None, "", None)
         known = [self.customers.get(cid, unknown) for cid in cids]
+        owners = [k[2] for k in known]
+        if salespeople:
+            owners = [none_if_na(sp) or owner for sp, owner in zip(salespeople, owners, strict=True)]
         columns = (  # the key, then _ROW_FIELDS
-            op_ids, repeat(self.now), _nones(cids), [k[0] for k in known], [k[1] for k in known],
-            [none_if_na(sp) or k[2] for sp, k in zip(salespeople, known, strict=True)], repeat(action),
-            _nones(contents), _nones(reasons), _nones(dues), repeat(False),
+            op_ids, repeat(self.now), _nones(cids), [k[0] for k in known], [k[1] for k in known], owners,
+            repeat(action), _nones(contents), _nones(reasons), _nones(dues) if dues else repeat(None), repeat(False),
         )
-        cells = cells_of(self.fields, [columns[i] for i in self.order])
-        return list(map(new_append, zip(repeat(self.table.name), op_ids, cells, repeat(f"L-Step操作: {action}"), groups,
-                                        strict=False)))
+        cells = zip(*[columns[i] for i in self.order], strict=False)  # some columns are repeat(): op_ids ends them
+        return list(map(new_append, zip(repeat(self.table.name), op_ids, repeat(self.fields), cells,
+                                        repeat(f"L-Step操作: {action}"), groups or repeat(None), strict=False)))
 
 
 def _line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | None]]:

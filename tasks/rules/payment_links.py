@@ -300,7 +300,7 @@ def _overdue(frames, mapping, now, s: pd.DataFrame, table: Table) -> list[Append
 def _grouped(a: Append | None, group: str | None) -> Append | None:
     if a is None or group is None:
         return a
-    return Append(a.tab, a.key, a.values, a.reason, group)
+    return a._replace(group=group)
 
 
 def _text(value) -> str:

@@ -213,7 +213,9 @@ def customer_tags(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     """Managed tags and rich menu of every customer, their L-Step操作, and the cancel messages."""
     want = wanted(frames, now, mapping)
     ops = NewOperations(frames, now)  # one for the three: their ids never meet (each starts with its 操作)
-    return _tags(frames, mapping, want, ops) | _menu(frames, mapping, want, ops) | _messages(frames, mapping, ops)
+    parts = (_tags(frames, mapping, want, ops), _menu(frames, mapping, want, ops), _messages(frames, mapping, ops))
+    # side by side, not `|`: their addresses never meet, and reconcile's combine checks the union once
+    return Plan(edits=tuple(e for p in parts for e in p.edits), appends=tuple(a for p in parts for a in p.appends))
 
 
 def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
