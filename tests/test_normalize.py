@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import math
 import re
+import unicodedata
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,11 @@ from tasks.normalize import (
     UNREADABLE,
     URL_BAD,
     _e164,
+    _is_blank,
     _jp_valid,
+    _nfkc,
     _phone_text,
+    _plain_text,
     kana_key,
     name_fold,
     name_key,
@@ -386,6 +390,22 @@ def test_series_agrees_with_value(kind, cells):
         expected, expected_problem = normalize_value(kind, cell, vocab=VOCAB)
         assert _same(values[label], expected), (cell, values[label], expected)
         assert problems[label] == expected_problem
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.sampled_from("ab 1　（）ｱア予約①ﾞ\t\n\u200b\ufeff") | st.characters(), max_size=16))
+@example(text="予約 R1 がキャンセルされました（区分なし）")  # what the pipeline writes: not NFKC
+@example(text="タグ追加:C1:見込み:202611201000")  # an operation id: NFKC already
+@example(text="\u200b予約")
+@example(text="\ufeff ")
+def test_text_short_cuts_agree_with_nfkc(text):
+    """The short cuts for text that is NFKC already give what NFKC of the visible text gives."""
+    visible = text.replace("\u200b", "").replace("\ufeff", "")
+    expected = unicodedata.normalize("NFKC", visible)
+    assert _nfkc(text) == expected
+    assert _is_blank(text) == (visible.strip() == "")
+    if _plain_text(text):
+        assert normalize_value("text", text) == (text, None) and expected.strip() == text
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
