@@ -7,13 +7,17 @@ import gc
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.check import check
 from tasks.mapping import MappingError
 from tasks.plan import Append, Delete, Edit, Plan, PlanConflict, combine
 from tasks.reconcile import reconcile
 from tasks.rules.bookings import booking_facts
+from tasks.rules.operations import line_customers
 from tasks.rules.reminders import reminder_state
+from tasks.rules.tags import wanted
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, booking, customer, team_tabs, write_book
 
@@ -41,6 +45,22 @@ def test_two_rules_disagreeing_on_one_cell_or_row_is_refused(other):
 def test_combine_is_the_union_in_canonical_order():
     b, a = Edit("t", "b", "f", None, 1, "r"), Edit("t", "a", "f", None, 2, "r")
     assert combine([Plan(edits=(b,)), Plan(edits=(a, b))]).edits == (a, b)
+
+
+ADDRESSES = st.tuples(st.sampled_from(["customers", "bookings", "予約"]), st.text(max_size=4),
+                      st.sampled_from(["f", "F", "タグ", "_row"]))
+
+
+@given(addresses=st.lists(ADDRESSES, unique=True, max_size=40), cut=st.integers(0, 40))
+def test_combine_orders_every_address_as_python_sorts_text(addresses, cut):
+    """The ranks combine sorts by (pandas' hash table, then Python's sort of the distinct texts)
+    give the order `sorted` gives, for edits and new rows alike, whichever plan holds what."""
+    edits = [Edit(t, k, f, None, i, "r") for i, (t, k, f) in enumerate(addresses)]
+    rows = [Append(t, k + f, ("f",), (i,), "r") for i, (t, k, f) in enumerate(addresses)]
+    plan = combine([Plan(edits=tuple(edits[cut:]), appends=tuple(rows[:cut])),
+                    Plan(edits=tuple(edits[:cut]), appends=tuple(rows[cut:]))])
+    assert plan.edits == tuple(sorted(edits, key=lambda e: (e.tab, e.key, e.field)))
+    assert [(a.tab, a.key) for a in plan.appends] == sorted({(a.tab, a.key) for a in rows})
 
 
 def test_reconcile_gives_the_garbage_collector_back_as_it_found_it(tmp_path, mapping):
@@ -81,6 +101,9 @@ def test_facts_several_rules_share_are_derived_once_per_frames_and_now(tmp_path,
     state = reminder_state(frames, NOW, mapping)
     assert reminder_state(frames, NOW, mapping) is state
     assert reminder_state(frames, NOW + pd.Timedelta(days=1), mapping) is not state
+    assert wanted(frames, NOW, mapping) is wanted(frames, NOW, mapping)
+    assert wanted(frames, NOW + pd.Timedelta(days=1), mapping) is not wanted(frames, NOW, mapping)
+    assert line_customers(frames) is line_customers(frames)
     again = check(LocalWorkbook(tmp_path / "team.xlsx").read(), mapping)  # other frames: computed anew
     assert booking_facts(again, mapping) is not booking_facts(frames, mapping)
     assert booking_facts(again, mapping).equals(booking_facts(frames, mapping))

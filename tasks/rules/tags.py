@@ -128,7 +128,12 @@ def _cell_text(value: object) -> str:
 
 def wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame:
     """Per customer: one column per managed tag (True / False / <NA> when a booking cannot be
-    read) and `menu` (the rich menu's name, or None when it cannot be decided)."""
+    read) and `menu` (the rich menu's name, or None when it cannot be decided). Worked out once a
+    run: the tags rule and the queue rule both start from it."""
+    return frames.derived("wanted_tags", now, mapping, lambda: _wanted(frames, now, mapping))
+
+
+def _wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame:
     customers = frames["customers"].data.index
     table = frames["bookings"]
     facts = booking_facts(frames, mapping)
