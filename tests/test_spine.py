@@ -107,6 +107,10 @@ def test_the_change_log_is_written_but_never_checked(team, mapping):
     assert frames["changelog"].data.empty
     assert not [p for p in frames.problems if p.tab == "変更履歴"]
     assert not reconcile(frames, NOW, mapping)
+    log.cell(1, headers.index("日時") + 2, "日時")  # the same header twice: which column is the log's?
+    wb.save(team)
+    with pytest.raises(InputError, match="日時"):
+        check(LocalWorkbook(team).read(), mapping)
 
 
 def test_dry_run_leaves_the_file_byte_for_byte(team, mapping):

@@ -391,3 +391,21 @@ def test_an_operation_row_carries_the_customers_line_id_name_and_salesperson_and
     assert row("C1", op_id="タグ追加:C1:None") is None  # listed by this builder already
     with pytest.raises(ValueError):
         ops.row("x", "C1", "タグ付け", "x", "why")
+
+
+def test_operation_ids_made_together_never_clash_and_columns_must_match(mapping):
+    """`C1` + `x:y` and `C1:x` + `y` read alike: the second id gets `-2`, so neither row is lost;
+    columns of different lengths are refused, never cut short."""
+    from tasks.rules.common import new_rows
+    from tasks.rules.operations import NewOperations
+
+    frames = check(book_of([customer("C1")], []).read(), mapping)
+    ops = NewOperations(frames, NOW)
+    ids = ops.fresh_ids("タグ追加", ["C1", "C1:x"], ["x:y", "y"])
+    assert ids == ["タグ追加:C1:x:y:202611201000", "タグ追加:C1:x:y:202611201000-2"]
+    assert len(ops.rows("タグ追加", ids, ["C1", "C1:x"], ["x:y", "y"], ["why", "why"])) == 2
+    with pytest.raises(ValueError):
+        ops.rows("タグ追加", ["a", "b"], ["C1"], ["x", "x"], ["why", "why"])
+    rows = pd.DataFrame({"action": ["タグ追加", "タグ追加"]}, index=["a", "b"])
+    with pytest.raises(ValueError):
+        new_rows(frames["operations"], rows, ["why"])

@@ -93,8 +93,10 @@ def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | 
         elif column.field == table.spec.key:
             fields.append(column.field)
             columns.append(keys)
+    if len(reasons) != len(keys) or (keys and not columns):
+        raise ValueError(f"new_rows: {len(keys)} rows, {len(reasons)} reasons, fields {fields}")
     return list(map(new_append, zip(repeat(table.name), keys, repeat(tuple(fields)), zip(*columns, strict=True),
-                                    reasons, repeat(group), strict=False)))
+                                    reasons, repeat(group), strict=False)))  # repeat(): the lists end it
 
 
 def none_if_na(value: Any) -> Any:

@@ -59,14 +59,20 @@ class NewOperations:
     def name(self, cid: str) -> str:
         return self.customers.get(cid, (None, "", None))[1]
 
-    def fresh_id(self, action: str, cid: str, content: str) -> str:
-        """`<操作>:<お客様番号>:<内容>:<yyyymmddHHMM>`; `-2`, `-3`… when that minute is taken."""
-        base = f"{action}:{cid}:{content}:{self.minute}"
-        op_id, n = base, 1
-        while op_id in self.taken:
-            n += 1
-            op_id = f"{base}-{n}"
-        return op_id
+    def fresh_ids(self, action: str, cids: list[str], contents: list[str]) -> list[str]:
+        """`<操作>:<お客様番号>:<内容>:<yyyymmddHHMM>` each; `-2`, `-3`… when that id is taken, or
+        given to an earlier one of the list (C1 + `x:y` and `C1:x` + `y` read alike)."""
+        ids: list[str] = []
+        given: set[str] = set()
+        for cid, content in zip(cids, contents, strict=True):
+            base = op_id = f"{action}:{cid}:{content}:{self.minute}"
+            n = 1
+            while op_id in self.taken or op_id in given:
+                n += 1
+                op_id = f"{base}-{n}"
+            given.add(op_id)
+            ids.append(op_id)
+        return ids
 
     def row(self, op_id: str, cid: str, action: str, content: str, reason: str, *, due: pd.Timestamp | None = None,
             salesperson: str | None = None, group: str | None = None) -> Append | None:
@@ -82,6 +88,8 @@ class NewOperations:
         if action not in ACTIONS:
             raise ValueError(f"unknown L-Step operation {action!r}")
         n = len(op_ids)
+        if any(len(column) != n for column in (cids, contents, reasons, dues, salespeople, groups) if column is not None):
+            raise ValueError("NewOperations.rows: the columns differ in length")
         taken = self.taken
         kept = [i for i, op_id in enumerate(op_ids) if op_id not in taken and not taken.add(op_id)]
         if len(kept) < n:

@@ -259,7 +259,7 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     for action, pairs in listing.items():
         cids, tags = [c for c, _ in pairs], [t for _, t in pairs]
         why = {tag: _why(rule, action == ADD) for tag, rule in rules.items()}
-        appends += ops.rows(action, [ops.fresh_id(action, c, t) for c, t in pairs], cids, tags, [why[t] for t in tags],
+        appends += ops.rows(action, ops.fresh_ids(action, cids, tags), cids, tags, [why[t] for t in tags],
                             groups=[f"lstep-tags:{c}" for c in cids])
     edits = set_field(table, "tags", pd.Series(texts, dtype=object), TAG_REASON, group_prefix="lstep-tags:")
     return Plan(edits=tuple(edits), appends=tuple(appends))
@@ -278,7 +278,7 @@ def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     switches = [e for e in edits if current.get(e.key) in (menus.before, menus.after) and e.key not in waiting]
     cids, menu = [e.key for e in switches], [e.new for e in switches]
     why = ["面談が始まりました" if m == menus.after else "開始済みの予約がなくなりました" for m in menu]
-    appends = ops.rows(MENU, [ops.fresh_id(MENU, c, m) for c, m in zip(cids, menu, strict=True)], cids, menu, why,
+    appends = ops.rows(MENU, ops.fresh_ids(MENU, cids, menu), cids, menu, why,
                        groups=[e.group for e in switches])
     return Plan(edits=tuple(edits), appends=tuple(appends))
 
