@@ -54,17 +54,20 @@ KEYS = {"顧客": "お客様番号", "予約": "予約ID"}
 
 
 class CountingStandin(SheetsStandin):
-    """The stand-in, also counting the cell values every successful write request carries.
+    """The stand-in, also counting the cell values every successful write request carries, and the
+    cells every read answers.
 
     values.update / batchUpdate / append: each non-null entry of `values` (null is "leave it").
-    spreadsheets.batchUpdate: each CellData of updateCells (with a value mask, {} clears a cell);
-    repeatCell (formats only, in our writes) is counted apart as ranges.
+    spreadsheets.batchUpdate: each CellData of updateCells and appendCells (with a value mask, {}
+    clears a cell); repeatCell (formats only, in our writes) is counted apart as ranges.
+    values.get / batchGet: each entry of the answer's `values` (inner blanks included).
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.written: Counter = Counter()  # tab title -> cells
         self.format_ranges = 0
+        self.cells_read = 0
 
     @property
     def cells_written(self) -> int:
@@ -73,6 +76,7 @@ class CountingStandin(SheetsStandin):
     def reset_written(self) -> None:
         self.written.clear()
         self.format_ranges = 0
+        self.cells_read = 0
 
     def _call_api(self, call):
         answer = super()._call_api(call)
@@ -80,16 +84,19 @@ class CountingStandin(SheetsStandin):
         verb = call.verb
         with self._lock:
             book = self._books.get(call.spreadsheet_id)
-            if verb in ("values.update", "values.append"):
+            if verb in ("values.get", "values.batchGet"):
+                ranges = answer.get("valueRanges", [answer])
+                self.cells_read += sum(len(row) for got in ranges for row in got.get("values") or [])
+            elif verb in ("values.update", "values.append"):
                 self.written[_title(call.range)] += _value_count(body.get("values"))
             elif verb == "values.batchUpdate":
                 for data in body.get("data") or []:
                     self.written[_title(data.get("range"))] += _value_count(data.get("values"))
             elif verb == "spreadsheets.batchUpdate":
                 for request in body.get("requests") or []:
-                    cells = request.get("updateCells")
+                    cells = request.get("updateCells") or request.get("appendCells")
                     if cells:
-                        sheet = book.by_id((cells.get("start") or cells.get("range") or {}).get("sheetId", 0))
+                        sheet = book.by_id((cells.get("start") or cells.get("range") or cells).get("sheetId", 0))
                         title = sheet.title if sheet else "?"
                         self.written[title] += sum(len(r.get("values") or []) for r in cells.get("rows") or [])
                     if "repeatCell" in request:
@@ -503,6 +510,7 @@ def measure_one(prep: Prepared, name: str, writer: Callable[[], dict[str, Any]],
         "requests": requests,
         "cells_written": s.cells_written,
         "cells_written_change_log": s.written.get("変更履歴", 0),
+        "cells_read": s.cells_read,
         "wall_s": round(wall, 3),
         "staff_edits": len(window.done),
         "staff_edits_lost": len(lost),

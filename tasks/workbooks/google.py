@@ -18,6 +18,9 @@ Requests per spreadsheet and run (the quota is per request, whatever a batch hol
   leave a spreadsheet half written.
 - a run that changes nothing: the two read requests, no more. The tell step's outbox marks are a
   second small write: one more re-read and one more batchUpdate.
+- the change log (変更履歴) is append-only: no rule reads it and it grows by a row per changed cell,
+  so both reads fetch only its header row, and its rows go in the same batchUpdate as an
+  `appendCells` (Google puts them after the last row with data, at write time).
 
 Dates: the mappings say which columns are dates (`type: datetime/date`); in those columns the
 adapter turns serials into the same naive Tokyo wall-clock datetimes the .xlsx adapter reads, so
@@ -350,6 +353,7 @@ class GoogleWorkbook:
         self._place: dict[str, str] = {}
         self._dates: dict[str, dict[str, str]] = {}
         self._last_alias: str | None = None  # where the change log lives: written last
+        self._append_only: frozenset[str] = frozenset()  # the change log: read by its header, written by appendCells
         if mapping is not None:
             self._use_mapping(mapping)
         self._books: dict[str, _Book] = {}
@@ -365,6 +369,7 @@ class GoogleWorkbook:
             self._dates[spec.title] = {c.header: c.type for c in spec.columns if c.type in ("datetime", "date")}
         if CHANGELOG in mapping.tabs:
             self._last_alias = mapping.tabs[CHANGELOG].spreadsheet
+            self._append_only = frozenset({mapping.tabs[CHANGELOG].title})
 
     def __str__(self) -> str:
         return "Google Sheets " + ", ".join(f"{a}={i}" for a, i in self.spreadsheets.items())
@@ -390,7 +395,7 @@ class GoogleWorkbook:
             titles = [t for t in book.tabs if self._wanted(alias, t)]
             if not titles:
                 continue
-            for title, grid in self._fetch_values(alias, titles).items():
+            for title, grid in self._fetch_values(alias, titles, self._append_only).items():
                 book.header_rows[title] = grid.rows[0] if grid.rows else []
                 out[title] = self._cells(book, title, grid.rows)
         return out
@@ -641,6 +646,7 @@ class _Batch:
     before: dict[str, list[list[Any]] | None] = field(default_factory=dict)
     after: dict[str, list[list[Any]] | None] = field(default_factory=dict)
     headers_only: set[str] = field(default_factory=set)
+    appended: dict[str, list[list[Any]]] = field(default_factory=dict)  # append-only tab -> its new rows, as read back
     new_tabs: dict[str, _Tab] = field(default_factory=dict)
 
 
@@ -717,13 +723,13 @@ class _Transaction:
         widened = [c.title for c in self.pending.get(alias, [])
                    if not c.new_tab and c.title in book.tabs and c.title not in titles]
         try:
-            grids = self.wb._fetch_values(alias, titles + widened, frozenset(widened))
+            grids = self.wb._fetch_values(alias, titles + widened, frozenset(widened) | self.wb._append_only)
         except SheetsError as exc:
             if "Unable to parse range" not in str(exc):
                 raise
             book = self.wb._books[alias] = self.wb._fetch_metadata(alias)  # a tab was deleted meanwhile
             titles, widened = [t for t in titles if t in book.tabs], [t for t in widened if t in book.tabs]
-            grids = self.wb._fetch_values(alias, titles + widened, frozenset(widened))
+            grids = self.wb._fetch_values(alias, titles + widened, frozenset(widened) | self.wb._append_only)
         self.before[alias] = {t: grids[t].rows for t in titles if t in grids}
         self.before_sizes[alias] = {t: grids[t].size for t in titles if t in grids and grids[t].size != (0, 0)}
         self.fresh_headers[alias] = {t: (g.rows[0] if g.rows else []) for t, g in grids.items()}
@@ -836,7 +842,13 @@ class _Transaction:
                 run.append((col, data, fmt is not None))
             if run:
                 batch.requests.append(_cells_request(sheet_id, row, run))
-        if write.rows:
+        if write.rows and write.title in self.wb._append_only:
+            encoded = [[encode(value, state.tz) for value in values] for values in write.rows]
+            batch.requests.append({"appendCells": {
+                "sheetId": sheet_id, "rows": [{"values": [e[1] for e in row]} for row in encoded],
+                "fields": VALUE_AND_FORMAT_MASK}})
+            batch.appended[write.title] = _api_rows([[e[0] for e in row] for row in encoded])
+        elif write.rows:
             first = len(_trimmed(grid)) + 1
             grid_rows = state.size[0]
             needed = first - 1 + len(write.rows) - grid_rows
@@ -859,7 +871,7 @@ class _Transaction:
                 "sheetId": sheet_id, "dimension": "ROWS", "startIndex": row - 1, "endIndex": row}}})
             if row <= len(grid):
                 del grid[row - 1]
-        batch.after[write.title] = _trimmed(grid)
+        batch.after[write.title] = _trimmed(grid) + batch.appended.get(write.title, [])
 
     def _send(self, alias: str, batch: _Batch) -> None:
         """Send once; look before ever sending again (see the module docstring)."""
@@ -901,22 +913,34 @@ class _Transaction:
 
     def _look(self, alias: str, batch: _Batch, fault: Fault | None) -> str:
         """'landed', 'unchanged' or 'changed': the touched tabs now, against before and after."""
+        partial = (batch.headers_only | self.wb._append_only) - batch.appended.keys()
         try:
             book = self.wb._fetch_metadata(alias)
             titles = [t for t in batch.after if t in book.tabs]
-            grids = self.wb._fetch_values(alias, titles, frozenset(batch.headers_only))
+            grids = self.wb._fetch_values(alias, titles, frozenset(partial))  # appended tabs whole: only on this rare path
         except SheetsError:
             why = f" ({fault.what})" if fault else ""
             raise SheetsUnavailable(
                 f"the write to spreadsheet {alias} failed{why} and could not be checked; it was applied "
                 "as a whole or not at all: rerun to converge") from None
-        now = {t: (_trimmed(grids[t].rows[:1]) if t in batch.headers_only else grids[t].rows) if t in grids else None
-               for t in batch.after}
+        now = {t: self._seen(grids[t].rows, batch.appended.get(t), t in partial) if t in grids else None for t in batch.after}
         if all(now[t] == _trimmed(batch.after[t]) for t in batch.after):
             return "landed"
         if all(now[t] == (None if batch.before.get(t) is None else _trimmed(batch.before[t])) for t in batch.after):
             return "unchanged"
         return "changed"
+
+    @staticmethod
+    def _seen(rows: list[list[Any]], appended: list[list[Any]] | None, header_only: bool) -> list[list[Any]]:
+        """A tab now, as `_look` compares it with before and after: an append-only tab as its header,
+        followed by the rows this write appends if they are in it (anywhere: others may append too)."""
+        if header_only:
+            return _trimmed(rows[:1])
+        if appended is None:
+            return rows
+        n = len(appended)
+        landed = any(rows[i:i + n] == appended for i in range(1, len(rows) - n + 1) if rows[i] == appended[0])
+        return _trimmed(rows[:1]) + (appended if landed else [])
 
     def _remember(self, book: _Book, batch: _Batch) -> None:
         """After a landed write: the new tabs, header rows and grid sizes, for the tell step's write."""
