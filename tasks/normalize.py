@@ -8,6 +8,7 @@ serial, days since 1899-12-30). Every time is Asia/Tokyo.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -61,9 +62,12 @@ _HYPHENS = "\u2010\u2011\u2012\u2013\u2014\u2015\u30fc\uff70\u2212\uff0d\ufe63"
 _DASH = str.maketrans(dict.fromkeys(_HYPHENS, "-"))
 
 
+_HAS_INVISIBLE = re.compile(f"[{_INVISIBLE}]").search
+
+
 def _visible(text: str) -> str:
     """The text without its invisible characters (a look for them first: translate is slow)."""
-    return text.translate(_ZERO_WIDTH) if any(ch in text for ch in _INVISIBLE) else text
+    return text.translate(_ZERO_WIDTH) if _HAS_INVISIBLE(text) else text
 
 
 def _nfkc(text: str) -> str:
@@ -612,8 +616,7 @@ def normalize_series(
     if kind == "datetime":
         out, problems = _datetime_uniques(uniques)
     else:
-        pairs = [(u, None) if kind == "text" and _plain_text(u) else normalize_value(kind, u, vocab=vocab, truths=truths)
-                 for u in uniques]
+        pairs = _normalized_uniques(kind, uniques, vocab, truths)
         out = _objects([p[0] for p in pairs])
         problems = [p[1] for p in pairs]
     index = values.index
@@ -622,12 +625,30 @@ def normalize_series(
     return result, pd.Series(_objects(problems).take(codes), index=index, dtype=object)
 
 
+def _normalized_uniques(kind: str, uniques: list[object], vocab: tuple[str, ...], truths: tuple[str, ...]) -> list[Result]:
+    """normalize_value of each; a plain ASCII text (no outer space or control character: NFKC
+    already, never blank) goes straight to its kind's normalizer, where normalize_value's guards
+    would change nothing and cost more than the normalizer (ids, links, e-mails, most of a column)."""
+    normalizer = _normalizer(kind)
+    out: list[Result] = []
+    for u in uniques:
+        if kind == "text" and _plain_text(u):
+            out.append((u, None))
+            continue
+        if type(u) is str and u.isascii() and u and u[0] > " " and u[-1] > " ":
+            with contextlib.suppress(Exception):  # if it raises, normalize_value below logs it and gives the problem
+                out.append(normalizer(u, vocab, truths))
+                continue
+        out.append(normalize_value(kind, u, vocab=vocab, truths=truths))
+    return out
+
+
 def _plain_text(value: object) -> bool:
     """Text that `text` keeps as it is: NFKC already, nothing invisible, nothing to strip (ids, codes,
     names, most of a big column; and every id the pipeline writes, in Japanese or not)."""
     if type(value) is not str or value == "" or value != value.strip():
         return False
-    return value.isascii() or (not any(ch in value for ch in _INVISIBLE) and unicodedata.is_normalized("NFKC", value))
+    return value.isascii() or (not _HAS_INVISIBLE(value) and unicodedata.is_normalized("NFKC", value))
 
 
 def _factorize(values: pd.Series) -> tuple[np.ndarray, list[object]]:

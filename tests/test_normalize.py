@@ -346,7 +346,8 @@ SAMPLES = [
     "２回目面談", "ABC", "個別相談", "タグ1、タグ2", "46346.5", "=SUM(A1)", "\u00a8", "ゟ", "ﾞ",
 ]
 cells = st.one_of(
-    st.none(), st.text(), st.sampled_from(SAMPLES), date_texts, phone_texts, st.integers(), st.floats(),
+    st.none(), st.text(), st.text(st.characters(max_codepoint=127)),  # ASCII: normalize_series' short cut
+    st.sampled_from(SAMPLES), date_texts, phone_texts, st.integers(), st.floats(),
     st.booleans(), st.datetimes(), st.datetimes(timezones=st.sampled_from(ZONES)), st.dates(), st.times(),
     st.datetimes(min_value=dt.datetime(1700, 1, 1), max_value=dt.datetime(2200, 1, 1)).map(pd.Timestamp),
     st.sampled_from([float("nan"), pd.NA, pd.NaT, -0.0, math.inf, SERIAL_TEN, 46346, 9012345678.0]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from itertools import repeat
 from typing import Any
 
@@ -12,6 +13,7 @@ from tasks.normalize import TZ, is_missing, normalize_series
 from tasks.plan import Append, Edit, edits_of, new_append
 
 TEXT_KINDS = ("text", "name", "tags")
+_FIXED_JST = dt.timezone(dt.timedelta(hours=9))
 
 
 def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: str | None = None, *,
@@ -49,10 +51,12 @@ def _nones(values: pd.Series) -> list[Any]:
     over a whole column in one pd.isna call, since a first run edits hundreds of thousands of cells.
 
     Moments become aware `datetime`s, not Timestamps: built twice as fast, and not tracked by the
-    garbage collector, which a first run's million planned times would otherwise keep busy.
+    garbage collector, which a first run's million planned times would otherwise keep busy. Their
+    zone is a fixed +09:00 (the same instants; Japan has kept one offset since 1951): pandas builds
+    those without a zone lookup per value, ~2x faster than with Asia/Tokyo's ZoneInfo.
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        out = values.array.to_pydatetime()
+        out = values.dt.tz_convert(_FIXED_JST).array.to_pydatetime()
     else:
         out = values.to_numpy(dtype=object, copy=True)
     out[pd.isna(out)] = None

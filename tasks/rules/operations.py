@@ -100,7 +100,8 @@ class NewOperations:
         known = [self.customers.get(cid, unknown) for cid in cids]
         owners = [k[2] for k in known]
         if salespeople:
-            owners = [none_if_na(sp) or owner for sp, owner in zip(salespeople, owners, strict=True)]
+            owners = [sp if type(sp) is str and sp else none_if_na(sp) or owner
+                      for sp, owner in zip(salespeople, owners, strict=True)]
         columns = (  # the key, then _ROW_FIELDS
             op_ids, repeat(self.now), _nones(cids), [k[0] for k in known], [k[1] for k in known], owners,
             repeat(action), _nones(contents), _nones(reasons), _nones(dues) if dues else repeat(None), repeat(False),

@@ -30,6 +30,7 @@ import unicodedata
 from collections import Counter
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 
 from tasks.frames import Frames
@@ -224,45 +225,53 @@ def customer_tags(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
 
 
 def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
+    """Customers x managed tags as boolean matrices (a first run changes most of 100k customers' cells):
+    each cell is rewritten once per distinct (text, tags added, tags removed), and the operations are
+    read off the matrices in customer order, then the tags' order in the mappings."""
     table = frames["customers"]
     seps = tuple(mapping.tags.separators)
     raw = table.raw["tags"].reindex(want.index).map(_cell_text)
     sets = raw.map(lambda text: tag_set(text, seps) if text else frozenset())
     rules = {r.tag: r for r in mapping.tags.managed}
+    tags = list(rules)
     present = pd.DataFrame({t: sets.map(_holds(tag_key(t))) for t in rules}, index=want.index)
-    wish = want[list(rules)]
-    adding = (wish.eq(True) & ~present).fillna(False).astype(bool)
-    removing = (wish.eq(False) & present).fillna(False).astype(bool)
-    blocked = _unreadable_keys(frames, (ADD, REMOVE))  # the row's 対応済 decides what is needed: wait
-    changes: dict[str, list[tuple[str, str]]] = {}
-    for action, mask in ((ADD, adding), (REMOVE, removing)):
-        stacked = mask.stack()
-        for cid, tag in stacked.index[stacked.to_numpy()]:
-            if (cid, tag) not in blocked:
-                changes.setdefault(cid, []).append((action, tag))
-    if not changes:
+    wish = want[tags]
+    blocked = _pairs_mask(want.index, tags, _unreadable_keys(frames, (ADD, REMOVE)))  # its 対応済 decides: wait
+    adding = (wish.eq(True) & ~present).fillna(False).to_numpy(dtype=bool) & ~blocked
+    removing = (wish.eq(False) & present).fillna(False).to_numpy(dtype=bool) & ~blocked
+    changed = np.flatnonzero(adding.any(axis=1) | removing.any(axis=1))
+    if not len(changed):
         return Plan()
-    waiting = _open_keys(frames, (ADD, REMOVE))
-    texts: dict[str, str | None] = {}
-    listing: dict[str, list[tuple[str, str]]] = {ADD: [], REMOVE: []}  # (customer, tag) per 操作
-    rank = {tag: i for i, tag in enumerate(rules)}
-    cell = dict(zip(raw.index.tolist(), raw.tolist(), strict=True))  # a dict: Series[key] costs ~20 µs a look-up
-    for cid in sorted(changes):
-        todo = sorted(changes[cid], key=lambda c: (c[0] != ADD, rank[c[1]]))
-        add = [tag for action, tag in todo if action == ADD]
-        gone = {tag_key(tag) for action, tag in todo if action == REMOVE}
-        texts[cid] = _rewritten(cell[cid], tuple(add), frozenset(gone), seps, mapping.tags.separator) or None
-        for action, tag in todo:
-            if (cid, tag) not in waiting:
-                listing[action].append((cid, tag))
+    keys = want.index[changed].astype(str).tolist()
+    rows = changed[sorted(range(len(keys)), key=keys.__getitem__)]  # customers in key order
+    cids = want.index[rows].astype(str).tolist()
+    bits = 1 << np.arange(len(tags))
+    add_codes, remove_codes = (adding[rows] @ bits).tolist(), (removing[rows] @ bits).tolist()
+    added = {c: tuple(t for j, t in enumerate(tags) if c >> j & 1) for c in set(add_codes)}
+    gone = {c: frozenset(tag_key(t) for j, t in enumerate(tags) if c >> j & 1) for c in set(remove_codes)}
+    texts = [_rewritten(cell, added[a], gone[r], seps, mapping.tags.separator) or None
+             for cell, a, r in zip(raw.iloc[rows].tolist(), add_codes, remove_codes, strict=True)]
+    waiting = _pairs_mask(want.index[rows], tags, _open_keys(frames, (ADD, REMOVE)))
     appends = []
-    for action, pairs in listing.items():
-        cids, tags = [c for c, _ in pairs], [t for _, t in pairs]
+    for action, matrix in ((ADD, adding), (REMOVE, removing)):
+        at, col = np.nonzero(matrix[rows] & ~waiting)  # row-major: by customer, then the tags' order
+        pairs_cids, pairs_tags = [cids[i] for i in at.tolist()], [tags[j] for j in col.tolist()]
         why = {tag: _why(rule, action == ADD) for tag, rule in rules.items()}
-        appends += ops.rows(action, ops.fresh_ids(action, cids, tags), cids, tags, [why[t] for t in tags],
-                            groups=[f"lstep-tags:{c}" for c in cids])
-    edits = set_field(table, "tags", pd.Series(texts, dtype=object), TAG_REASON, group_prefix="lstep-tags:")
+        appends += ops.rows(action, ops.fresh_ids(action, pairs_cids, pairs_tags), pairs_cids, pairs_tags,
+                            [why[t] for t in pairs_tags], groups=[f"lstep-tags:{c}" for c in pairs_cids])
+    edits = set_field(table, "tags", pd.Series(texts, index=cids, dtype=object), TAG_REASON, group_prefix="lstep-tags:")
     return Plan(edits=tuple(edits), appends=tuple(appends))
+
+
+def _pairs_mask(cids: pd.Index, tags: list[str], pairs: set[tuple[str, str]]) -> np.ndarray:
+    """(customer, tag) pairs as a customers x tags boolean matrix (pairs of others left out)."""
+    mask = np.zeros((len(cids), len(tags)), dtype=bool)
+    col = {t: j for j, t in enumerate(tags)}
+    pairs = [(c, t) for c, t in pairs if t in col]
+    for at, (_, tag) in zip(cids.get_indexer([c for c, _ in pairs]), pairs, strict=True):
+        if at >= 0:
+            mask[at, col[tag]] = True
+    return mask
 
 
 def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
