@@ -82,7 +82,8 @@ def new_row(table: Table, key: str, values: dict[str, Any], reason: str, group: 
     """A row for a pipeline tab, its key field set, fields in the tab's order."""
     values = {table.spec.key: key, **values} if table.spec.key else values
     fields = tuple(f for f in table.spec.fields if f in values)
-    return Append(table.name, key, fields, tuple(none_if_na(values[f]) for f in fields), reason, group)
+    cells = tuple([v if type(v) is str else none_if_na(v) for v in map(values.__getitem__, fields)])
+    return new_append((table.name, key, fields, cells, reason, group))
 
 
 def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | None = None) -> list[Append]:
