@@ -6,6 +6,7 @@ import datetime as dt
 from itertools import repeat
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tasks.frames import Table
@@ -53,12 +54,14 @@ def _nones(values: pd.Series) -> list[Any]:
     Moments become aware `datetime`s, not Timestamps: built twice as fast, and not tracked by the
     garbage collector, which a first run's million planned times would otherwise keep busy. Their
     zone is a fixed +09:00 (the same instants; Japan has kept one offset since 1951): pandas builds
-    those without a zone lookup per value, ~2x faster than with Asia/Tokyo's ZoneInfo.
+    those without a zone lookup per value, ~2x faster than with Asia/Tokyo's ZoneInfo. Each distinct
+    moment is built once (a first run plans 600,000 times on a few thousand half hours; -1, missing,
+    takes the None appended last).
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        out = values.dt.tz_convert(_FIXED_JST).array.to_pydatetime()
-    else:
-        out = values.to_numpy(dtype=object, copy=True)
+        codes, moments = pd.factorize(values)
+        return np.append(moments.tz_convert(_FIXED_JST).to_pydatetime(), None)[codes].tolist()
+    out = values.to_numpy(dtype=object, copy=True)
     out[pd.isna(out)] = None
     return out.tolist()
 

@@ -103,8 +103,8 @@ class NewOperations:
             owners = [sp if type(sp) is str and sp else none_if_na(sp) or owner
                       for sp, owner in zip(salespeople, owners, strict=True)]
         columns = (  # the key, then _ROW_FIELDS
-            op_ids, repeat(self.now), _nones(cids), [k[0] for k in known], [k[1] for k in known], owners,
-            repeat(action), _nones(contents), _nones(reasons), _nones(dues) if dues else repeat(None), repeat(False),
+            op_ids, repeat(self.now), _or_none(cids), [k[0] for k in known], [k[1] for k in known], owners,
+            repeat(action), _or_none(contents), _or_none(reasons), _or_none(dues) if dues else repeat(None), repeat(False),
         )
         cells = zip(*[columns[i] for i in self.order], strict=False)  # some columns are repeat(): op_ids ends them
         return list(map(new_append, zip(repeat(self.table.name), op_ids, repeat(self.fields), cells,
@@ -120,5 +120,6 @@ def _line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | No
     }
 
 
-def _nones(values: list) -> list:
+def _or_none(values: list) -> list:
+    """Each value as it is, a missing one as None (text, the common case, is never missing)."""
     return [v if type(v) is str else none_if_na(v) for v in values]
