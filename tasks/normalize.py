@@ -629,6 +629,8 @@ def _normalized_uniques(kind: str, uniques: list[object], vocab: tuple[str, ...]
     """normalize_value of each; a plain ASCII text (no outer space or control character: NFKC
     already, never blank) goes straight to its kind's normalizer, where normalize_value's guards
     would change nothing and cost more than the normalizer (ids, links, e-mails, most of a column)."""
+    if kind == "text" and (plain := _plain_ascii_texts(uniques)) is not None:
+        return plain
     normalizer = _normalizer(kind)
     out: list[Result] = []
     for u in uniques:
@@ -641,6 +643,26 @@ def _normalized_uniques(kind: str, uniques: list[object], vocab: tuple[str, ...]
                 continue
         out.append(normalize_value(kind, u, vocab=vocab, truths=truths))
     return out
+
+
+def _plain_ascii_texts(uniques: list[object]) -> list[Result] | None:
+    """The text kind's answer when every distinct cell is ASCII text with no outer space (ids, codes,
+    links: the biggest columns), found by one search of one joined text where the loop costs ~0.7 µs a
+    cell; None when any is not (then the loop decides). Missing, if any, is the last unique."""
+    texts = uniques[:-1] if uniques and uniques[-1] is None else uniques
+    if not set(map(type, texts)) <= {str}:
+        return None
+    joined = "\x00".join(texts)  # type: ignore[arg-type]
+    if not joined.isascii() or joined.count("\x00") != len(texts) - 1 or _OUTER_SPACE_OR_EMPTY(joined):
+        return None
+    out: list[Result] = [(u, None) for u in texts]
+    if len(texts) < len(uniques):
+        out.append(normalize_value("text", None))
+    return out
+
+
+# a text that is empty or starts or ends with a space or control character, among texts joined by NUL
+_OUTER_SPACE_OR_EMPTY = re.compile(r"(?:^|\x00)(?:[\x00-\x20]|$)|[\x01-\x20](?:\x00|$)").search
 
 
 def _plain_text(value: object) -> bool:

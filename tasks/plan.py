@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -140,14 +140,19 @@ class Plan:
 
 def combine(plans: list[Plan]) -> Plan:
     """The union of every plan, sorted: `(p1 | p2 | ...).sorted()` in one pass over each kind of change."""
-    problems = _union(tuple(x for p in plans for x in p.problems), lambda p: p.problem_id, lambda p: p)
+    problems = _union(_every(plans, "problems"), lambda p: p.problem_id, lambda p: p)
     return Plan(
-        edits=_sorted_union(tuple(e for p in plans for e in p.edits), 3, lambda e: (e.new, e.check_only)),
-        appends=_sorted_union(tuple(a for p in plans for a in p.appends), 2, lambda a: a.values),
-        deletes=_sorted_union(tuple(d for p in plans for d in p.deletes), 2, lambda d: ()),
+        edits=_sorted_union(_every(plans, "edits"), 3, lambda e: (e.new, e.check_only)),
+        appends=_sorted_union(_every(plans, "appends"), 2, lambda a: a.values),
+        deletes=_sorted_union(_every(plans, "deletes"), 2, lambda d: ()),
         problems=tuple(sorted(problems, key=lambda p: p.problem_id)),
-        log=tuple(line for p in plans for line in p.log),
+        log=_every(plans, "log"),
     )
+
+
+def _every(plans: list[Plan], kind: str) -> tuple:
+    """One kind of change of every plan, concatenated in C (two million edits at 100k)."""
+    return tuple(chain.from_iterable(map(attrgetter(kind), plans)))
 
 
 def _sorted_union(items: tuple, width: int, payload) -> tuple:

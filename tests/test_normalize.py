@@ -40,6 +40,7 @@ from tasks.normalize import (
     _jp_valid,
     _nfkc,
     _phone_text,
+    _plain_ascii_texts,
     _plain_text,
     kana_key,
     name_fold,
@@ -407,6 +408,23 @@ def test_text_short_cuts_agree_with_nfkc(text):
     assert _is_blank(text) == (visible.strip() == "")
     if _plain_text(text):
         assert normalize_value("text", text) == (text, None) and expected.strip() == text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cells=st.lists(st.none() | st.text(st.characters(max_codepoint=127), max_size=6) | st.sampled_from(
+    ["R000001", "C1", "", " C1", "C1 ", "\tC1", "C1\x1f", "a\x00b", "\x01", "x\x7f", "https://zoom.us/j/1"]), max_size=20))
+@example(cells=["C1", "C2", None])
+@example(cells=[""])
+def test_series_of_ascii_text_agrees_with_value(cells):
+    """Columns of ASCII text (ids, codes, links) take the joined-text short cut when all of it is plain."""
+    test_series_agrees_with_value.hypothesis.inner_test("text", cells)
+
+
+def test_the_joined_text_short_cut_is_taken_only_when_every_text_is_plain():
+    assert _plain_ascii_texts(["R000001", "https://zoom.us/j/1", None]) == [("R000001", None), ("https://zoom.us/j/1", None),
+                                                                            (None, None)]
+    for odd in ("", " R2", "R2 ", "R2\n", "\x01R2", "a\x00b", "予約", None):
+        assert _plain_ascii_texts(["R000001", odd, "R3"]) is None, odd
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
