@@ -74,6 +74,7 @@ class CountingStandin(SheetsStandin):
         return sum(self.written.values())
 
     def reset_written(self) -> None:
+        """Every count back to zero (cells read too) before the next writer's run."""
         self.written.clear()
         self.format_ranges = 0
         self.cells_read = 0

@@ -163,6 +163,9 @@ class LStepApi(Strict):
     tag_ids: dict[str, int | str] = Field(default_factory=dict)  # tag -> the tool's tag id (else GET /tags)
 
 
+MAX_MANAGED_TAGS = 62
+
+
 class Tags(Strict):
     managed: tuple[TagRule, ...]
     separators: tuple[str, ...]
@@ -179,6 +182,8 @@ class Tags(Strict):
         names = [r.tag for r in self.managed]
         if len(set(names)) != len(names):
             raise ValueError("managed: a tag is listed twice")
+        if len(names) > MAX_MANAGED_TAGS:  # the tags rule keys a customer's changes by a 64-bit mask of them
+            raise ValueError(f"managed: at most {MAX_MANAGED_TAGS} tags, {len(names)} given")
         if not self.separators or "" in self.separators:
             raise ValueError("separators: give at least one, none empty")
         if self.separator not in self.separators:

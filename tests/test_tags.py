@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tasks.check import check
+from tasks.mapping import MAX_MANAGED_TAGS
 from tasks.plan import Plan, combine
 from tasks.reconcile import as_baseline
 from tasks.rules.queue import operations_queue
@@ -198,6 +200,15 @@ def test_removing_the_only_tag_blanks_the_cell():
 
 
 # --------------------------------------------------------------------------- the contract's rules
+
+
+def test_more_managed_tags_than_the_rule_can_key_are_refused_when_the_mapping_loads(mapping):
+    tags = mapping.tags.model_dump()
+    rule = tags["managed"][0]
+    many = [{**rule, "tag": f"タグ{i}"} for i in range(MAX_MANAGED_TAGS + 1)]
+    with pytest.raises(ValidationError, match=f"at most {MAX_MANAGED_TAGS} tags, {MAX_MANAGED_TAGS + 1} given"):
+        type(mapping.tags).model_validate({**tags, "managed": many})
+    assert len(type(mapping.tags).model_validate({**tags, "managed": many[:MAX_MANAGED_TAGS]}).managed) == MAX_MANAGED_TAGS
 
 
 def test_seminar_tag_present_exactly_while_an_active_booking_is_held(mapping):

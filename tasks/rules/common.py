@@ -49,7 +49,7 @@ def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: 
 
 def _nones(values: pd.Series) -> list[Any]:
     """The values as Python objects, every missing one (NaN, NaT, pd.NA) as None: `none_if_na`
-    over a whole column in one pd.isna call, since a first run edits hundreds of thousands of cells.
+    over a whole column at once, since a first run edits hundreds of thousands of cells.
 
     Moments become aware `datetime`s, not Timestamps: built twice as fast, and not tracked by the
     garbage collector, which a first run's million planned times would otherwise keep busy. Their

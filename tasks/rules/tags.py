@@ -267,8 +267,8 @@ def _pairs_mask(cids: pd.Index, tags: list[str], pairs: set[tuple[str, str]]) ->
     """(customer, tag) pairs as a customers x tags boolean matrix (pairs of others left out)."""
     mask = np.zeros((len(cids), len(tags)), dtype=bool)
     col = {t: j for j, t in enumerate(tags)}
-    pairs = [(c, t) for c, t in pairs if t in col]
-    for at, (_, tag) in zip(cids.get_indexer([c for c, _ in pairs]), pairs, strict=True):
+    ours = [(c, t) for c, t in pairs if t in col]
+    for at, (_, tag) in zip(cids.get_indexer([c for c, _ in ours]), ours, strict=True):
         if at >= 0:
             mask[at, col[tag]] = True
     return mask

@@ -20,7 +20,10 @@ Requests per spreadsheet and run (the quota is per request, whatever a batch hol
   second small write: one more re-read and one more batchUpdate.
 - the change log (変更履歴) is append-only: no rule reads it and it grows by a row per changed cell,
   so both reads fetch only its header row, and its rows go in the same batchUpdate as an
-  `appendCells` (Google puts them after the last row with data, at write time).
+  `appendCells` (Google puts them after the last row with data, at write time). The one part of a
+  write that is not idempotent: should a write that Google answered with a 5xx land after the look
+  that found the sheet unchanged, the resent write adds its log rows again (same run id, same
+  changes); the cells themselves are compare-and-set and land once.
 
 Dates: the mappings say which columns are dates (`type: datetime/date`); in those columns the
 adapter turns serials into the same naive Tokyo wall-clock datetimes the .xlsx adapter reads, so
@@ -717,7 +720,8 @@ class _Transaction:
 
     def _load(self, alias: str) -> None:
         """One values.batchGet: every touched tab of the spreadsheet whole (see the module docstring),
-        and the header row of the other tabs that get new columns (a person may have added one)."""
+        except an append-only one (変更履歴), and the header row of those and of the other tabs that
+        get new columns (a person may have added one)."""
         book = self.wb.book(alias)
         titles = [t for t in self.titles if self.wb.alias_of(t) == alias and t in book.tabs]
         widened = [c.title for c in self.pending.get(alias, [])
@@ -943,7 +947,8 @@ class _Transaction:
         return _trimmed(rows[:1]) + (appended if landed else [])
 
     def _remember(self, book: _Book, batch: _Batch) -> None:
-        """After a landed write: the new tabs, header rows and grid sizes, for the tell step's write."""
+        """After a landed write: the new tabs, header rows and grid sizes, for the tell step's write
+        (an append-only tab's rows are placed by Google: its size is not tracked here)."""
         book.tabs.update(batch.new_tabs)
         for title, rows in batch.after.items():
             if rows:
