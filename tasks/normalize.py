@@ -650,10 +650,10 @@ def _plain_ascii_texts(uniques: list[object]) -> list[Result] | None:
     links: the biggest columns), found by one search of one joined text where the loop costs ~0.7 µs a
     cell; None when any is not (then the loop decides). Missing, if any, is the last unique."""
     texts = uniques[:-1] if uniques and uniques[-1] is None else uniques
-    if not set(map(type, texts)) <= {str}:
+    if not set(map(type, texts)) <= {str} or not all(map(str.isascii, texts)):  # stops at the first non-ASCII
         return None
-    joined = "\x00".join(texts)  # type: ignore[arg-type]
-    if not joined.isascii() or joined.count("\x00") != len(texts) - 1 or _OUTER_SPACE_OR_EMPTY(joined):
+    joined = "\x00" + "\x00".join(texts) + "\x00"  # type: ignore[arg-type]
+    if joined.count("\x00") != len(texts) + 1 or _TWO_SPACES_OR_CONTROLS(joined):
         return None
     out: list[Result] = [(u, None) for u in texts]
     if len(texts) < len(uniques):
@@ -661,8 +661,10 @@ def _plain_ascii_texts(uniques: list[object]) -> list[Result] | None:
     return out
 
 
-# a text that is empty or starts or ends with a space or control character, among texts joined by NUL
-_OUTER_SPACE_OR_EMPTY = re.compile(r"(?:^|\x00)(?:[\x00-\x20]|$)|[\x01-\x20](?:\x00|$)").search
+# Among texts each between NULs: any that is empty or has an outer space or control character (and
+# a few plain ones with two inside in a row, which the loop then decides); a character class is a
+# fast search, where an exact pattern with ^, $ and alternatives took ~5x longer.
+_TWO_SPACES_OR_CONTROLS = re.compile(r"[\x00-\x20][\x00-\x20]").search
 
 
 def _plain_text(value: object) -> bool:
