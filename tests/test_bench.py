@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +78,29 @@ def test_a_run_reads_no_more_as_the_change_log_grows():
     short, long = measure(20, 0), measure(20, 300)
     assert long["log_rows"] == short["log_rows"] + 300 and short["changes"] > 0
     assert long["cells_read"] == short["cells_read"] and long["requests"] == short["requests"]
+
+
+def test_the_plan_digest_is_the_same_for_the_same_plan_and_sees_any_change():
+    """What the speed rounds' "same plans" rests on: equal instants agree, anything else differs."""
+    from bench.plan_digest import digest, measure
+    from bench.reconcile import NOW
+    from tasks.check import check
+    from tasks.demo_data import generate_frames
+    from tasks.mapping import load_mapping
+    from tasks.plan import Plan
+    from tasks.reconcile import reconcile
+
+    first = measure(20)
+    assert first == measure(20) and first["edits"] > 0 and len(first["digest"]) == 64
+    assert measure(20, steady=True)["digest"] != first["digest"]
+    mapping = load_mapping()
+    plan = reconcile(check(generate_frames(20, seed=7, now=NOW.to_pydatetime()), mapping), NOW, mapping)
+    assert digest(plan) == first["digest"]
+    edit = plan.edits[0]
+    changed = Plan(edits=(edit._replace(new=f"{edit.new}!"), *plan.edits[1:]), appends=plan.appends)
+    assert digest(changed) != digest(plan)
+    moment = pd.Timestamp("2026-11-20T12:30", tz="Asia/Tokyo")
+    as_timestamp = Plan(edits=(edit._replace(new=moment),))
+    as_utc_datetime = Plan(edits=(edit._replace(new=moment.tz_convert("UTC").to_pydatetime()),))
+    as_naive = Plan(edits=(edit._replace(new=moment.tz_localize(None).to_pydatetime()),))
+    assert digest(as_timestamp) == digest(as_utc_datetime) != digest(as_naive)
