@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.a1 import a1
+from tasks.collector import collector_paused
 from tasks.frames import DATETIME, ROW, Frames, Problem, Table
 from tasks.mapping import CHANGELOG, Mapping, Tab
 from tasks.normalize import cell_text, normalize_series, to_text
@@ -21,6 +22,11 @@ class InputError(ValueError):
 
 
 def check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
+    with collector_paused():  # a list per row and the typed frames: nothing in a cycle
+        return _check(raw_tabs, mapping)
+
+
+def _check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
     tables: dict[str, Table] = {}
     problems: list[Problem] = []
     for name, spec in mapping.tabs.items():
@@ -98,7 +104,8 @@ def _table(name: str, spec: Tab, rows: list[list[Any]] | None, mapping: Mapping)
 def _raw_frame(body: list[list[Any]], positions: dict[str, int], spec: Tab) -> pd.DataFrame:
     """One column per mapped field (cells as read), blank rows dropped, sheet row numbers kept."""
     width = max(positions.values(), default=0)
-    grid = [r if len(r) == width else list(r[:width]) + [None] * (width - len(r[:width])) for r in body]
+    pads = [[None] * n for n in range(width + 1)]  # one list of Nones per shortfall, shared by the rows
+    grid = [r if len(r) == width else r[:width] if len(r) > width else r + pads[width - len(r)] for r in body]
     frame = pd.DataFrame(grid, columns=range(1, width + 1), dtype=object) if width else pd.DataFrame(index=range(len(body)))
     out = pd.DataFrame({f: frame[c] if width else None for f, c in positions.items()}, index=frame.index, dtype=object)
     for f in spec.fields:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pandas as pd
 
+from tasks.collector import collector_paused
 from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.outbox import SENT
@@ -41,27 +40,12 @@ RULES: tuple[Rule, ...] = (
 
 
 def reconcile(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
-    with _collector_paused():
+    with collector_paused():
         plans = [rule(frames, now, mapping) for rule in RULES]
         found = tuple(p for plan in plans for p in plan.problems)  # error_rows keys them by id: no union first
         # one union and one sort over everything (combine sorts): a first run at 100k plans millions of changes
         plan = combine([*plans, error_rows(frames, now, mapping, found)])
     return as_baseline(plan) if baseline else plan
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the rules run: a first run at 100k builds millions of small
-    tuples that hold no cycles, and the collector would traverse them all again each time their
-    number grows by a quarter (a third of the reminders rule's time). Cycles made meanwhile are
-    collected as usual once it is back on."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def as_baseline(plan: Plan) -> Plan:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.check import check
+from tasks.check import InputError, check
+from tasks.demo_data import generate_frames
 from tasks.mapping import MappingError
 from tasks.plan import Append, Delete, Edit, Plan, PlanConflict, combine
 from tasks.reconcile import reconcile
@@ -91,6 +92,40 @@ def test_a_rule_that_raises_still_gives_the_collector_back(tmp_path, mapping):
             reconcile(frames, NOW, broken)
         assert gc.isenabled()
     finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_check_and_reconcile_run_without_a_collection_and_give_the_collector_back(mapping):
+    """Both pure steps build an object per row or change: no collection may start inside them (on a
+    big workbook each would traverse the whole input again; once back on, one may start as they
+    return), and each leaves the collector as found."""
+    tabs = generate_frames(300, seed=7, now=NOW.to_pydatetime())
+    started: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    was = gc.isenabled()
+    gc.enable()
+    gc.callbacks.append(count)
+    try:
+        frames = check(tabs, mapping)
+        assert len(started) <= 1 and gc.isenabled()
+        started.clear()
+        assert reconcile(frames, NOW, mapping) and len(started) <= 1 and gc.isenabled()
+        started.clear()
+        [[] for _ in range(10_000)]  # outside them the collector runs every 700 new containers
+        assert len(started) > 1
+        gc.disable()
+        check(tabs, mapping)
+        assert not gc.isenabled()
+        gc.enable()
+        with pytest.raises(InputError):
+            check({t: rows for t, rows in tabs.items() if t != "予約"}, mapping)
+        assert gc.isenabled()
+    finally:
+        gc.callbacks.remove(count)
         (gc.enable if was else gc.disable)()
 
 
