@@ -22,7 +22,7 @@ class InputError(ValueError):
 
 
 def check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
-    with collector_paused():  # a list per row and the typed frames: nothing in a cycle
+    with collector_paused():  # a list per row, a frame per tab: the collector waits until they are built
         return _check(raw_tabs, mapping)
 
 
