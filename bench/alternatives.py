@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.reconcile import NOW, SEED, MemoryWorkbook, _quiet, staff_activity
+from bench.reconcile import NOW, SEED, _quiet, a_day_later
 from tests.sheets_standin import SheetsStandin, gspread_client, service_account_info, split_range
 
 SID = "1BenchTeamSheet"
@@ -427,9 +427,7 @@ def prepare(standin: CountingStandin, size: int, *, seed: int = SEED) -> Prepare
     from tasks.workbooks.google import Backoff, GoogleWorkbook
 
     mapping = load_mapping()
-    memory = MemoryWorkbook(generate_frames(size, seed=seed, now=NOW.to_pydatetime()))
-    run(memory, mapping, NOW, _quiet)
-    activity = staff_activity(memory.tabs, seed=seed)
+    memory, activity = a_day_later(generate_frames(size, seed=seed, now=NOW.to_pydatetime()), mapping, seed=seed)
     standin.add_spreadsheet(SID, memory.tabs, title="営業チーム")
     book = GoogleWorkbook(SID, credentials=service_account_info(standin.url), endpoint=standin.url, mapping=mapping,
                           backoff=Backoff(sleep=lambda _s: None))

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from bench.alternatives import CountingStandin
-from bench.reconcile import NOW, SEED, MemoryWorkbook, _quiet, staff_activity
+from bench.reconcile import NOW, SEED, _quiet, a_day_later
 from tests.sheets_standin import service_account_info
 
 SID = "1BenchLogSheet"
@@ -31,12 +31,10 @@ def measure(size: int, log_rows: int, *, seed: int = SEED) -> dict[str, Any]:
     from tasks.workbooks.google import Backoff, GoogleWorkbook
 
     mapping = load_mapping()
-    memory = MemoryWorkbook(generate_frames(size, seed=seed, now=NOW.to_pydatetime()))
-    run(memory, mapping, NOW, _quiet)
+    memory, _ = a_day_later(generate_frames(size, seed=seed, now=NOW.to_pydatetime()), mapping, seed=seed)
     log = memory.tabs[mapping.tabs[CHANGELOG].title]
     first_run_rows = len(log) - 1
     log += [list(log[1]) for _ in range(log_rows)]
-    staff_activity(memory.tabs, seed=seed)
     with CountingStandin() as standin:
         standin.add_spreadsheet(SID, memory.tabs)
         book = GoogleWorkbook(SID, credentials=service_account_info(standin.url), endpoint=standin.url,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.reconcile import NOW, SEED, MemoryWorkbook, _quiet, staff_activity
+from bench.reconcile import NOW, SEED, a_day_later
 
 
 def canonical(value: Any) -> Any:
@@ -57,7 +57,6 @@ def digest(plan: Any) -> str:
 
 
 def measure(size: int, *, steady: bool = False, seed: int = SEED) -> dict[str, Any]:
-    from flows.pipeline import run
     from tasks.check import check
     from tasks.demo_data import generate_frames
     from tasks.mapping import load_mapping
@@ -66,10 +65,7 @@ def measure(size: int, *, steady: bool = False, seed: int = SEED) -> dict[str, A
     mapping = load_mapping()
     tabs = generate_frames(size, seed=seed, now=NOW.to_pydatetime())
     if steady:
-        book = MemoryWorkbook(tabs)
-        run(book, mapping, NOW, _quiet)
-        staff_activity(book.tabs, seed=seed, now=NOW)
-        tabs = book.read()
+        tabs = a_day_later(tabs, mapping, seed=seed)[0].read()
     plan = reconcile(check(tabs, mapping), NOW, mapping)
     return {"size": size, "run": "steady" if steady else "first", "seed": seed, "edits": len(plan.edits),
             "appends": len(plan.appends), "deletes": len(plan.deletes), "problems": len(plan.problems),

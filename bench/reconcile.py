@@ -230,6 +230,16 @@ def staff_activity(tabs: dict[str, list[list[Any]]], *, seed: int = SEED, rate: 
     return done
 
 
+def a_day_later(tabs: dict[str, list[list[Any]]], mapping: Any, *, seed: int = SEED,
+                now: pd.Timestamp = NOW) -> tuple[MemoryWorkbook, dict[str, int]]:
+    """What a scheduled run meets: the workbook after one whole run, then a day of staff work."""
+    from flows.pipeline import run
+
+    book = MemoryWorkbook(tabs)
+    run(book, mapping, now, _quiet)
+    return book, staff_activity(book.tabs, seed=seed, now=now)
+
+
 def _pad(row: list[Any], width: int) -> None:
     if len(row) < width:
         row.extend([None] * (width - len(row)))
@@ -250,7 +260,6 @@ def measure(size: int, *, seed: int = SEED, now: pd.Timestamp = NOW, steady: boo
     at 100k). `profile=N` also profiles the first run and prints its N slowest functions of this
     repository (cumulative) to stderr, so the figures on stdout stay JSON.
     """
-    from flows.pipeline import run
     from tasks.check import check
     from tasks.demo_data import generate_frames
     from tasks.mapping import load_mapping
@@ -289,10 +298,8 @@ def measure(size: int, *, seed: int = SEED, now: pd.Timestamp = NOW, steady: boo
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if not steady:
         return out
-    book = MemoryWorkbook(tabs)
+    book, out["activity"] = a_day_later(tabs, mapping, seed=seed, now=now)
     del tabs
-    run(book, mapping, now, _quiet)
-    out["activity"] = staff_activity(book.tabs, seed=seed, now=now)
     timed(book.read(), "steady")
     out["reconcile_steady_s"] = out["steady"]["total_s"]
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]

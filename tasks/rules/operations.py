@@ -12,7 +12,7 @@ import pandas as pd
 
 from tasks.frames import Frames
 from tasks.plan import Append, new_append
-from tasks.rules.common import none_if_na
+from tasks.rules.common import none_if_na, or_none
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
@@ -103,8 +103,8 @@ class NewOperations:
             owners = [sp if type(sp) is str and sp else none_if_na(sp) or owner
                       for sp, owner in zip(salespeople, owners, strict=True)]
         columns = (  # the key, then _ROW_FIELDS
-            op_ids, repeat(self.now), _or_none(cids), [k[0] for k in known], [k[1] for k in known], owners,
-            repeat(action), _or_none(contents), _or_none(reasons), _or_none(dues) if dues else repeat(None), repeat(False),
+            op_ids, repeat(self.now), or_none(cids), [k[0] for k in known], [k[1] for k in known], owners,
+            repeat(action), or_none(contents), or_none(reasons), or_none(dues) if dues else repeat(None), repeat(False),
         )
         cells = zip(*[columns[i] for i in self.order], strict=False)  # some columns are repeat(): op_ids ends them
         return list(map(new_append, zip(repeat(self.table.name), op_ids, repeat(self.fields), cells,
@@ -118,8 +118,3 @@ def _line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | No
         for cid, uid, fam, giv, sp in zip(c.index.tolist(), c["line_user_id"].tolist(), c["family_name"].tolist(),
                                           c["given_name"].tolist(), c["salesperson"].tolist(), strict=True)
     }
-
-
-def _or_none(values: list) -> list:
-    """Each value as it is, a missing one as None (text, the common case, is never missing)."""
-    return [v if type(v) is str else none_if_na(v) for v in values]
