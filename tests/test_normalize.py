@@ -395,11 +395,12 @@ def test_series_agrees_with_value(kind, cells):
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(st.sampled_from("ab 1　（）ｱア予約①ﾞ\t\n\u200b\ufeff") | st.characters(), max_size=16))
+@given(text=st.text(st.sampled_from("ab 1　（）ＡＺａ～！ｱア予約①ﾞ\u0301\u3099\t\n\u200b\ufeff") | st.characters(), max_size=16))
 @example(text="予約 R1 がキャンセルされました（区分なし）")  # what the pipeline writes: not NFKC
 @example(text="タグ追加:C1:見込み:202611201000")  # an operation id: NFKC already
 @example(text="\u200b予約")
 @example(text="\ufeff ")
+@example(text="（Ａ\u0301）　ｶ\u3099")  # full-width then a combining mark: NFKC composes across the pair
 def test_text_short_cuts_agree_with_nfkc(text):
     """The short cuts for text that is NFKC already give what NFKC of the visible text gives."""
     visible = text.replace("\u200b", "").replace("\ufeff", "")
