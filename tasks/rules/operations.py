@@ -50,7 +50,7 @@ class NewOperations:
         self.table = frames["operations"]
         self.now = now
         self.minute = f"{now:%Y%m%d%H%M}"  # formatted once: a Timestamp's strftime costs more than the rest of an id
-        self.taken = set(self.table.data.index)
+        self.taken = set(self.table.data.index.tolist())  # a list first: iterating an Index is ~3x slower
         given = (self.table.spec.key, *_ROW_FIELDS)
         self.fields = tuple(f for f in self.table.spec.fields if f in given)  # the tab's order
         self.order = [given.index(f) for f in self.fields]
