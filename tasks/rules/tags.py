@@ -176,7 +176,11 @@ def _wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame
 def cancel_templates(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     """The cancelled bookings with a customer: `template` (key), `title`, `customer_id`,
     `salesperson`, `deleted`, `kind`. A deleted row counts as `cancel_default`; an unreadable
-    キャンセル区分 waits (no row)."""
+    キャンセル区分 waits (no row). Worked out once a run: the tags rule and the queue rule both use it."""
+    return frames.derived("cancel_templates", None, mapping, lambda: _cancel_templates(frames, mapping))
+
+
+def _cancel_templates(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     facts = booking_facts(frames, mapping)
     f = facts[facts["cancelled"].fillna(False).astype(bool) & facts["customer_id"].notna()].copy()
     f["deleted"] = f["deleted"].fillna(False).astype(bool)
