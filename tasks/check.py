@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 
 from tasks.a1 import a1
-from tasks.collector import collector_paused
 from tasks.frames import DATETIME, ROW, Frames, Problem, Table
 from tasks.mapping import CHANGELOG, Mapping, Tab
 from tasks.normalize import cell_text, normalize_series, to_text
+from tasks.pure_step import pure_step
 
 
 class InputError(ValueError):
@@ -22,7 +22,7 @@ class InputError(ValueError):
 
 
 def check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
-    with collector_paused():  # a list per row, a frame per tab: the collector waits until they are built
+    with pure_step():  # a list per row, a frame per tab: the collector waits until they are built
         return _check(raw_tabs, mapping)
 
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from tasks.collector import collector_paused
 from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.outbox import SENT
 from tasks.plan import Plan, combine
+from tasks.pure_step import pure_step
 from tasks.rules.alerts import booking_alerts, remembered_start_and_salesperson
 from tasks.rules.bookings import end_times
 from tasks.rules.duplicates import duplicate_candidates
@@ -40,7 +40,7 @@ RULES: tuple[Rule, ...] = (
 
 
 def reconcile(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
-    with collector_paused():
+    with pure_step():
         plans = [rule(frames, now, mapping) for rule in RULES]
         found = tuple(p for plan in plans for p in plan.problems)  # error_rows keys them by id: no union first
         # one union and one sort over everything (combine sorts): a first run at 100k plans millions of changes
