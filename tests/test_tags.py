@@ -18,7 +18,7 @@ from tasks.mapping import MAX_MANAGED_TAGS
 from tasks.plan import Plan, combine
 from tasks.reconcile import as_baseline
 from tasks.rules.queue import operations_queue
-from tasks.rules.tags import customer_tags, rewrite_tags, split_tags, tag_key, tag_set
+from tasks.rules.tags import customer_tags, message_targets, rewrite_tags, split_tags, tag_key, tag_set
 from tasks.workbooks.port import RunInfo, apply_plan
 from tests.conftest import NOW, booking, customer, team_tabs
 
@@ -420,3 +420,15 @@ def test_operation_ids_made_together_never_clash_and_columns_must_match(mapping)
     rows = pd.DataFrame({"action": ["タグ追加", "タグ追加"]}, index=["a", "b"])
     with pytest.raises(ValueError):
         new_rows(frames["operations"], rows, ["why"])
+
+
+def test_message_ids_are_read_back_whatever_else_the_tab_holds():
+    """Only `メッセージ送信:<予約ID>:<title>` ids of a known title count; a missing id, another
+    operation's id or an unknown title is left out; a booking id may hold a colon."""
+    ids = pd.Index(["メッセージ送信:R1:キャンセル御礼", None, "タグ追加:C1:見込み:202611201000",
+                    "メッセージ送信:R:2:御礼", "メッセージ送信:R3:ほか", 7], dtype=object)
+    found = message_targets(ids, {"御礼", "キャンセル御礼"})
+    assert found.to_dict("index") == {
+        "メッセージ送信:R1:キャンセル御礼": {"booking_id": "R1", "title": "キャンセル御礼"},
+        "メッセージ送信:R:2:御礼": {"booking_id": "R:2", "title": "御礼"},
+    }

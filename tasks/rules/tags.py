@@ -208,7 +208,8 @@ def message_targets(op_ids: pd.Index, titles: set[str]) -> pd.DataFrame:
     texts = op_ids.astype(str).tolist()
     prefix = f"{MESSAGE}:"
     # the pattern only over ids that start like a message (a third of a steady run's L-Step操作)
-    mine = [i for i, text in enumerate(texts) if text.startswith(prefix)]
+    starts = [i for i, text in enumerate(texts) if isinstance(text, str) and text.startswith(prefix)]  # a missing id is NaN
+    mine = np.array(starts, dtype=np.intp)
     ids = pd.Series([texts[i] for i in mine], index=op_ids[mine], dtype=object)
     found = ids.str.extract(rf"^{re.escape(MESSAGE)}:(?P<booking_id>.+):(?P<title>{alternatives})$")
     return found.dropna()
