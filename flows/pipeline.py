@@ -18,6 +18,7 @@ from tasks.frames import Frames, Problem
 from tasks.mapping import Mapping
 from tasks.normalize import normalize_value
 from tasks.plan import Plan
+from tasks.pure_step import pure_step
 from tasks.reconcile import reconcile
 from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded, with_attempts
 from tasks.workbooks.port import ApplyReport, RunInfo, Workbook, apply_plan
@@ -59,7 +60,8 @@ def check_step(raw: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
 
 
 def reconcile_step(frames: Frames, now: pd.Timestamp, mapping: Mapping, baseline: bool, plan_with=None) -> Plan:
-    return (plan_with or reconcile)(frames, now, mapping, baseline=baseline)
+    with pure_step():  # a planner that replaces reconcile (the digest, a merge) runs as reconcile does
+        return (plan_with or reconcile)(frames, now, mapping, baseline=baseline)
 
 
 def write_step(book: Workbook, frames: Frames, plan: Plan, mapping: Mapping, run: RunInfo) -> tuple[ApplyReport, pd.DataFrame]:

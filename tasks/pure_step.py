@@ -1,4 +1,5 @@
-"""How the pure steps (check, reconcile) run: the collector paused, pandas' own string storage."""
+"""How the pure steps (check, reconcile or the planner that replaces it) run: the collector paused,
+pandas' own string storage."""
 
 from __future__ import annotations
 

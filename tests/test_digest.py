@@ -119,6 +119,15 @@ def test_digest_run_sends_once_a_day_and_writes_only_its_notices(tmp_path, mappi
     assert len(sent) == 2
 
 
+def test_the_digest_plans_as_reconcile_does_on_pandas_own_strings(tmp_path, mapping):
+    """Its planner replaces reconcile in the run, so it runs under the same settings (tasks/pure_step.py):
+    asked for Arrow-backed strings (which CI does not even have installed), it still plans."""
+    path = workbook(tmp_path, operations=[op("OP1", "佐藤")])
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        summary = run(LocalWorkbook(path), mapping, EVENING, lambda *a: None, dry_run=True, plan_with=digest_plan)
+    assert [a.key for a in summary.plan.appends] == ["digest:佐藤:2026-11-20"]
+
+
 def test_salesops_digest_command_through_a_route(tmp_path, mapping):
     from tests.test_notify import Receiver
 
