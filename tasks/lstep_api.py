@@ -33,6 +33,7 @@ from tasks.mapping import Mapping
 from tasks.normalize import to_text
 from tasks.plan import Edit, Plan
 from tasks.rules.common import none_if_na
+from tasks.rules.operations import open_rows
 from tasks.rules.tags import ADD, REMOVE, tag_key
 
 TOKEN_ENV = "LSTEP_API_TOKEN"
@@ -169,7 +170,7 @@ def apply_operations(
     """Apply every open タグ追加 / タグ削除; the Plan records each result on its row."""
     table = frames["operations"]
     data = table.data
-    ops = data[table.usable("done") & ~data["done"].astype(bool) & data["action"].isin((ADD, REMOVE))]
+    ops = data[open_rows(table) & data["action"].isin((ADD, REMOVE))]
     ops = ops[ops["content"].notna()]
     if ops.empty:
         return Plan(), []

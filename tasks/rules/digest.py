@@ -19,6 +19,7 @@ from tasks.frames import ROW, Frames, Table
 from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Plan
+from tasks.rules.operations import open_rows
 
 DIGEST = "digest"
 ITEM_COLUMNS = ["person", "order", "sort", "text"]
@@ -68,7 +69,7 @@ def _alerts(frames: Frames) -> pd.DataFrame:
 def _operations(frames: Frames) -> pd.DataFrame:
     table = frames["operations"]
     o = table.data
-    open_ = o[~o["done"].astype(bool) & table.usable("done") & o["salesperson"].notna()]
+    open_ = o[open_rows(table) & o["salesperson"].notna()]
     text = ("・L-Step操作 " + open_["action"].fillna("") + "『" + open_["content"].fillna("").astype(str) + "』（"
             + open_["customer_name"].fillna("").astype(str) + " 様）期限 " + _when(open_["due"]).replace("", "なし")
             + " —『L-Step操作』" + _cells(table, open_.index, "done") + " 対応後に対応済へチェック")

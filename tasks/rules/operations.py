@@ -10,13 +10,18 @@ from itertools import repeat
 
 import pandas as pd
 
-from tasks.frames import Frames
+from tasks.frames import Frames, Table
 from tasks.plan import Append, new_append
 from tasks.rules.common import none_if_na, or_none
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
                "reason", "due", "done")  # what `row` fills, after the key
+
+
+def open_rows(table: Table) -> pd.Series:
+    """L-Step操作 rows whose 対応済 is read as not ticked (an unreadable one is neither open nor done)."""
+    return table.usable("done") & ~table.data["done"].astype(bool)
 
 
 def customer_name(frames: Frames, customer_id: str) -> str:

@@ -27,6 +27,7 @@ from tasks.mapping import Mapping
 from tasks.plan import Edit, Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
+from tasks.rules.operations import open_rows
 from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_targets, wanted
 
 BASELINE_REASON = "導入時"  # 理由 of the operations a baseline run lists (tasks.reconcile.as_baseline)
@@ -55,7 +56,7 @@ def _done_times(table: Table, now: pd.Timestamp) -> Plan:
 
 def _close_pointless(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     table = frames["operations"]
-    ops = table.data[table.usable("done") & ~table.data["done"].astype(bool)]
+    ops = table.data[open_rows(table)]
     ops = ops[ops["customer_id"].notna()]
     if ops.empty:
         return Plan()

@@ -39,7 +39,7 @@ from tasks.normalize import normalize_value, to_text
 from tasks.plan import Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.operations import NewOperations
+from tasks.rules.operations import NewOperations, open_rows
 
 ADD, REMOVE, MENU, MESSAGE = "タグ追加", "タグ削除", "リッチメニュー切替", "メッセージ送信"
 TAG_REASON = "管理タグ（予約から）"
@@ -341,8 +341,7 @@ def _why(rule: TagRule, wished: bool) -> str:
 def _open_keys(frames: Frames, actions: tuple[str, ...]) -> set[tuple[str, str]]:
     """(customer, content) of the operation rows whose 対応済 is read as not ticked."""
     table = frames["operations"]
-    usable = table.usable("done").to_numpy()
-    return _keys(table.data, usable & ~table.data["done"].astype(bool).to_numpy(), actions)
+    return _keys(table.data, open_rows(table).to_numpy(), actions)
 
 
 def _unreadable_keys(frames: Frames, actions: tuple[str, ...]) -> set[tuple[str, str]]:
