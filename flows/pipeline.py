@@ -18,7 +18,7 @@ from tasks.frames import Frames, Problem
 from tasks.mapping import Mapping
 from tasks.normalize import normalize_value
 from tasks.plan import Plan
-from tasks.pure_step import pure_step
+from tasks.pure_step import pure_step, thaw
 from tasks.reconcile import reconcile
 from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded, with_attempts
 from tasks.workbooks.port import ApplyReport, RunInfo, Workbook, apply_plan
@@ -97,6 +97,14 @@ def run(
     plan_with: Callable[..., Plan] | None = None,
 ) -> RunSummary:
     """One run; `plan_with(frames, now, mapping, baseline=...)` replaces the reconcile (the merge flow)."""
+    try:
+        return _run(book, mapping, now, send, dry_run, baseline, run_id, step, plan_with)
+    finally:
+        thaw()
+
+
+def _run(book: Workbook, mapping: Mapping, now: pd.Timestamp, send, dry_run: bool, baseline: bool,
+         run_id: str | None, step: Step, plan_with: Callable[..., Plan] | None) -> RunSummary:
     info = RunInfo(run_id or f"{now:%Y%m%d-%H%M}-{uuid.uuid4().hex[:6]}", now)
     raw = step(read_step)(book)
     frames = step(check_step)(raw, mapping)
