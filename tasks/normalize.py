@@ -626,7 +626,7 @@ def normalize_series(
     object (None when missing) otherwise. Problems: object, None where the cell is fine.
     """
     _normalizer(kind)
-    codes, uniques = _factorize(values)
+    codes, uniques = factorize_cells(values)
     if kind == "datetime":
         out, problems = _datetime_uniques(uniques)
     else:
@@ -689,7 +689,7 @@ def _plain_text(value: object) -> bool:
     return value.isascii() or (not _HAS_INVISIBLE(value) and unicodedata.is_normalized("NFKC", value))
 
 
-def _factorize(values: pd.Series) -> tuple[np.ndarray, list[object]]:
+def factorize_cells(values: pd.Series) -> tuple[np.ndarray, list[object]]:
     """Codes and distinct cells; missing values become None, and 1, 1.0 and True stay distinct."""
     cells = values.to_numpy(dtype=object, na_value=None)
     if pd.api.types.infer_dtype(cells, skipna=True) in ("string", "empty"):

@@ -42,6 +42,7 @@ from tasks.normalize import (
     _phone_text,
     _plain_ascii_texts,
     _plain_text,
+    factorize_cells,
     kana_key,
     name_fold,
     name_key,
@@ -445,6 +446,26 @@ def test_series_dtypes_and_distinct_types():
     assert problems.isna().all()
     when, _ = normalize_series("datetime", pd.Series(["2026/11/20 10:00", None, SERIAL_TEN]))
     assert str(when.dtype) == DATETIME and when.isna().tolist() == [False, True, False]
+
+
+_CELL_POOL = [1, 1.0, True, 0, 0.0, False, 2, "1", "TRUE", "", None, dt.date(2026, 11, 20), dt.datetime(2026, 11, 20),
+              pd.Timestamp("2026-11-20"), dt.datetime(2026, 11, 20, 10), 45981, 45981.0, "2026/11/20"]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(_CELL_POOL), max_size=12))
+@example([1, 1.0, True, None])  # 1 == 1.0 == True: kept apart by type
+@example([dt.date(2026, 11, 20), dt.datetime(2026, 11, 20), pd.Timestamp("2026-11-20"), 45981.0])
+def test_factorize_cells_keeps_cells_of_different_types_apart(cells):
+    """Two cells share a code exactly when they have one type and one value (the rules read each
+    distinct cell once: 1 and True in a タグ cell are different texts), and each code gives its cell back."""
+    codes, uniques = factorize_cells(pd.Series(cells, dtype=object))
+    keys = [(type(c), c) for c in cells]
+    for i, a in enumerate(keys):
+        back = uniques[codes[i]]
+        assert type(back) is type(cells[i]) and (back == cells[i] or back is cells[i])
+        for j, b in enumerate(keys):
+            assert (codes[i] == codes[j]) == (a == b), (cells[i], cells[j])
 
 
 def test_series_accepts_a_typed_datetime_column():

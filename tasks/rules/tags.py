@@ -35,7 +35,7 @@ import pandas as pd
 
 from tasks.frames import Frames
 from tasks.mapping import Mapping, MappingError, TagRule
-from tasks.normalize import normalize_value, to_text
+from tasks.normalize import factorize_cells, normalize_value, to_text
 from tasks.plan import Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
@@ -233,15 +233,17 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     read off the matrices in customer order, then the tags' order in the mappings."""
     table = frames["customers"]
     seps = tuple(mapping.tags.separators)
-    raw = table.raw["tags"].reindex(want.index).map(_cell_text)
-    sets = raw.map(lambda text: tag_set(text, seps) if text else frozenset())
     rules = {r.tag: r for r in mapping.tags.managed}
     tags = list(rules)
-    present = pd.DataFrame({t: sets.map(_holds(tag_key(t))) for t in rules}, index=want.index)
+    # each distinct cell read once (a team's 100k cells hold a few hundred texts)
+    codes, cells = factorize_cells(table.raw["tags"].reindex(want.index))
+    distinct = [_cell_text(cell) for cell in cells]
+    holds = [tag_set(text, seps) if text else frozenset() for text in distinct]
+    present = np.array([[tag_key(t) in held for t in tags] for held in holds], dtype=bool).reshape(-1, len(tags))[codes]
     wish = want[tags]
     blocked = _pairs_mask(want.index, tags, _unreadable_keys(frames, (ADD, REMOVE)))  # its 対応済 decides: wait
-    adding = (wish.eq(True) & ~present).fillna(False).to_numpy(dtype=bool) & ~blocked
-    removing = (wish.eq(False) & present).fillna(False).to_numpy(dtype=bool) & ~blocked
+    adding = wish.eq(True).fillna(False).to_numpy(dtype=bool) & ~present & ~blocked
+    removing = wish.eq(False).fillna(False).to_numpy(dtype=bool) & present & ~blocked
     changed = np.flatnonzero(adding.any(axis=1) | removing.any(axis=1))
     if not len(changed):
         return Plan()
@@ -253,7 +255,7 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     added = {c: tuple(t for j, t in enumerate(tags) if c >> j & 1) for c in set(add_codes)}
     gone = {c: frozenset(tag_key(t) for j, t in enumerate(tags) if c >> j & 1) for c in set(remove_codes)}
     texts = [_rewritten(cell, added[a], gone[r], seps, mapping.tags.separator) or None
-             for cell, a, r in zip(raw.iloc[rows].tolist(), add_codes, remove_codes, strict=True)]
+             for cell, a, r in zip([distinct[c] for c in codes[rows].tolist()], add_codes, remove_codes, strict=True)]
     waiting = _pairs_mask(want.index[rows], tags, _open_keys(frames, (ADD, REMOVE)))
     appends = []
     for action, matrix in ((ADD, adding), (REMOVE, removing)):
@@ -328,10 +330,6 @@ def _render(mapping: Mapping, key: str, **fields: str) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _holds(key: str):
-    return lambda tags: key in tags
 
 
 def _why(rule: TagRule, wished: bool) -> str:
