@@ -43,7 +43,7 @@ def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: 
     raw = table.raw[field]
     old = _nones(raw.iloc[at[differs]] if table.raw.index.equals(data.index) else raw.reindex(changed))
     new = _nones(desired[differs])
-    keys = list(map(str, changed.tolist()))
+    keys = data.index[at[differs]].tolist()  # the table's own keys: str already (check made them)
     groups = [group_prefix + k for k in keys] if group_prefix is not None else repeat(group)
     return edits_of(table.name, field, keys, old, new, reason, groups)
 
