@@ -170,8 +170,8 @@ def _dangling_references(tables: dict[str, Table], mapping: Mapping) -> list[Pro
                 continue
             target = tables[column.refers].data.index
             values = table.data[column.field]
-            dangling = values.notna() & ~values.isin(target)
-            for key in values[dangling].index:
+            dangling = (values.notna() & ~values.isin(target)).to_numpy()  # a numpy mask: see HACKING.md
+            for key in values.index[dangling]:
                 problems.append(Problem(
                     table.spec.title, table.a1(key, column.field), key, column.header,
                     str(values[key]),

@@ -47,7 +47,7 @@ def _booking_facts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
 def _deleted(frames: Frames) -> pd.DataFrame:
     """Bookings the pipeline has seen (they have reminders) whose row left 予約."""
     r = frames["reminders"].data
-    known = r.dropna(subset=["booking_id"]).drop_duplicates("booking_id").set_index("booking_id")
+    known = r[r["booking_id"].notna().to_numpy()].drop_duplicates("booking_id").set_index("booking_id")
     gone = known[~known.index.isin(frames["bookings"].data.index)]
     out = pd.DataFrame(index=gone.index)
     out["customer_id"] = gone["customer_id"]

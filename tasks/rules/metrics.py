@@ -19,7 +19,7 @@ def customer_metrics(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Pla
     bookings = frames["bookings"]
     b = bookings.data[bookings.data["customer_id"].notna()]
     unreadable = ~bookings.usable("status", "start").reindex(b.index)
-    skip = set(b.loc[unreadable, "customer_id"])
+    skip = set(b.loc[unreadable.to_numpy(), "customer_id"])
     groups = mapping.status_groups
     by = b.assign(
         one=1,

@@ -43,10 +43,10 @@ def operations_queue(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Pla
 
 
 def _done_times(table: Table, now: pd.Timestamp) -> Plan:
-    ops = table.data[table.usable("done")]
-    done = ops["done"].astype(bool)
-    blank = ops["done_at"].isna()
-    stamp = done & blank & ops["reason"].ne(BASELINE_REASON)
+    ops = table.data[table.usable("done").to_numpy()]
+    done = ops["done"].to_numpy(dtype=bool)
+    blank = ops["done_at"].isna().to_numpy()
+    stamp = done & blank & ops["reason"].ne(BASELINE_REASON).to_numpy()
     desired = pd.concat([
         pd.Series(now, index=ops.index[stamp], dtype=object),
         pd.Series(None, index=ops.index[~done & ~blank], dtype=object),
@@ -56,7 +56,7 @@ def _done_times(table: Table, now: pd.Timestamp) -> Plan:
 
 def _close_pointless(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     table = frames["operations"]
-    ops = table.data[open_rows(table)]
+    ops = table.data[open_rows(table).to_numpy()]
     ops = ops[ops["customer_id"].notna()]
     if ops.empty:
         return Plan()
@@ -100,7 +100,7 @@ def _tags_and_menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, ops: pd.
     twice = rest.index[rest.duplicated(["customer_id", "action", "content"])]
     why[twice] = "同じ操作の行がほかにあります"
     group = pd.Series(np.where(is_tag, "lstep-tags:", "lstep-menu:"), index=ours.index) + cid
-    close = why.notna()
+    close = why.notna().to_numpy()
     return pd.DataFrame({"why": why[close], "group": group[close]})
 
 
@@ -110,7 +110,7 @@ def _messages(frames: Frames, mapping: Mapping, ops: pd.DataFrame) -> pd.DataFra
     titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
     targets = message_targets(ops.index[ops["action"].eq(MESSAGE)], titles)
     facts = booking_facts(frames, mapping)
-    targets = targets[targets["booking_id"].isin(facts.index)]
+    targets = targets[targets["booking_id"].isin(facts.index).to_numpy()]
     if targets.empty:
         return _nothing()
     bid = targets["booking_id"]

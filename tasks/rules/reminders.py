@@ -76,7 +76,7 @@ class ReminderState:
     def cancelled_at(self) -> pd.Series:
         """When each booking's cancel was first seen: the time its steps became 取消 (キャンセル)."""
         r = self.rows
-        gone = r[(r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & r["updated_at"].notna()]
+        gone = r[((r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & r["updated_at"].notna()).to_numpy()]
         return gone.groupby("booking_id")["updated_at"].min()
 
 
@@ -103,7 +103,7 @@ def known_bookings(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     spec = frames["bookings"].spec
     header = spec.column(spec.key).header
     unsure = {p.key for p in frames.problems if p.tab == spec.title and p.field == header}
-    return facts[~(facts["deleted"] & facts.index.isin(unsure))]
+    return facts[~(facts["deleted"] & facts.index.isin(unsure)).to_numpy()]
 
 
 def send_times(start: pd.Series, step: Step, now: pd.Timestamp) -> pd.Series:
@@ -184,10 +184,10 @@ def _planned(
     blacklisted = customers.index[customers["blacklist_memo"].map(_filled).astype(bool)]
     bookings = frames["bookings"]
     readable = bookings.usable("menu", "customer_id").reindex(live.index, fill_value=False)
-    live = live[readable & live["customer_id"].notna() & ~live["customer_id"].isin(blacklisted)]
+    live = live[(readable & live["customer_id"].notna() & ~live["customer_id"].isin(blacklisted)).to_numpy()]
     parts = []
     for series in mapping.reminders.series:
-        applies = live[live["menu"].isna() | live["menu"].isin(series.menus)]
+        applies = live[(live["menu"].isna() | live["menu"].isin(series.menus)).to_numpy()]
         if applies.empty:
             continue
         for step in series.steps:
@@ -215,7 +215,7 @@ def _planned(
 def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState) -> list[Append]:
     """One リマインド削除 per cancelled step the LINE tool could still send (listed once)."""
     r = state.rows
-    due = r[(r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)]
+    due = r[((r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)).to_numpy()]
     rids = due.index.astype(str).tolist()
     return NewOperations(frames, now).rows(
         DELETE_ACTION, [delete_operation_id(rid) for rid in rids], due["customer_id"].tolist(), rids,
@@ -241,7 +241,7 @@ def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[App
     lead = pd.Timedelta(hours=mapping.reminders.chase_hours_before_due)
     since = now - pd.Timedelta(days=mapping.lookback_days)
     done = ops["done"].fillna(False).astype(bool)
-    chasing = ~done & due.notna() & (due - lead <= now) & (due >= since)
+    chasing = (~done & due.notna() & (due - lead <= now) & (due >= since)).to_numpy()
     chased = ops[chasing]
     out = []
     ops_role = mapping.alerts.ops_role

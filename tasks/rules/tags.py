@@ -138,7 +138,7 @@ def _wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame
     customers = frames["customers"].data.index
     table = frames["bookings"]
     facts = booking_facts(frames, mapping)
-    f = facts[facts["customer_id"].notna() & facts["customer_id"].isin(customers)].copy()
+    f = facts[(facts["customer_id"].notna() & facts["customer_id"].isin(customers)).to_numpy()].copy()
     for name in ("active", "held", "cancelled", "deleted", "start_ok"):
         f[name] = f[name].fillna(False).astype(bool)
     status_ok = table.usable("status").reindex(f.index, fill_value=True).astype(bool)
@@ -153,7 +153,7 @@ def _wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame
     flags = ["active", "held", "unknown_status", "started", "unknown_start", "held_unknown_start"]
     any_of = f.groupby("customer_id")[flags].any().reindex(customers, fill_value=False).astype(bool)
     unknown_status = any_of["unknown_status"]
-    held = f[f["held"] & f["start_ok"]].reset_index().sort_values(["start", "booking_id"])
+    held = f[(f["held"] & f["start_ok"]).to_numpy()].reset_index().sort_values(["start", "booking_id"])
     latest = held.drop_duplicates("customer_id", keep="last").set_index("customer_id").reindex(customers)
     outcome_known = ~unknown_status & ~any_of["held_unknown_start"] & latest["outcome_ok"].fillna(True).astype(bool)
 
@@ -182,10 +182,10 @@ def cancel_templates(frames: Frames, mapping: Mapping) -> pd.DataFrame:
 
 def _cancel_templates(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     facts = booking_facts(frames, mapping)
-    f = facts[facts["cancelled"].fillna(False).astype(bool) & facts["customer_id"].notna()].copy()
+    f = facts[(facts["cancelled"].fillna(False).astype(bool) & facts["customer_id"].notna()).to_numpy()].copy()
     f["deleted"] = f["deleted"].fillna(False).astype(bool)
     kind_ok = frames["bookings"].usable("cancel_kind").reindex(f.index, fill_value=True).astype(bool)
-    f = f[kind_ok | f["deleted"]]
+    f = f[(kind_ok | f["deleted"]).to_numpy()]
     kind = f["cancel_kind"].where(~f["deleted"] & f["cancel_kind"].notna(), mapping.tags.cancel_default)
     template = kind.map({k: _template_key(mapping, k) for k in kind.unique()})  # a few kinds, many bookings
     titles = template.map({t: mapping.templates[t].title for t in template.unique()})
@@ -307,7 +307,7 @@ def _messages(frames: Frames, mapping: Mapping, ops: NewOperations) -> Plan:
     messaged = message_targets(listed, titles)["booking_id"]
     op_ids = MESSAGE + ":" + cancels.index.to_series().astype(str) + ":" + cancels["title"]
     # once per booking; a deleted row keeps the message already chosen for it
-    new = ~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(messaged))
+    new = (~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(messaged))).to_numpy()
     url = mapping.tags.rebooking_calendar_url
     c = cancels[new]
     cids, reasons = c["customer_id"].tolist(), []
