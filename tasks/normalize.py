@@ -8,7 +8,6 @@ serial, days since 1899-12-30). Every time is Asia/Tokyo.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -652,9 +651,11 @@ def _normalized_uniques(kind: str, uniques: list[object], vocab: tuple[str, ...]
             out.append((u, None))
             continue
         if type(u) is str and u.isascii() and u and u[0] > " " and u[-1] > " ":
-            with contextlib.suppress(Exception):  # if it raises, normalize_value below logs it and gives the problem
+            try:  # not contextlib.suppress: entering one costs 0.6 µs, and a first run at 100k has 300k such cells
                 out.append(normalizer(u, vocab, truths))
                 continue
+            except Exception:  # noqa: BLE001 (normalize_value below logs it and gives the problem)
+                pass
         out.append(normalize_value(kind, u, vocab=vocab, truths=truths))
     return out
 
