@@ -5,6 +5,8 @@ as found)."""
 from __future__ import annotations
 
 import gc
+import re
+from random import Random
 
 import pandas as pd
 import pytest
@@ -184,3 +186,49 @@ def test_facts_several_rules_share_are_derived_once_per_frames_and_now(tmp_path,
     again = check(LocalWorkbook(tmp_path / "team.xlsx").read(), mapping)  # other frames: computed anew
     assert booking_facts(again, mapping) is not booking_facts(frames, mapping)
     assert booking_facts(again, mapping).equals(booking_facts(frames, mapping))
+
+
+# --------------------------------------------------------------------------- row order
+
+
+def _shuffled(tabs: dict[str, list[list]], seed: int) -> dict[str, list[list]]:
+    """Every tab's rows in another order (a person sorted or filtered the sheet), headers kept first."""
+    rng = Random(seed)
+    out = {}
+    for title, rows in tabs.items():
+        body = [list(r) for r in rows[1:]]
+        rng.shuffle(body)
+        out[title] = [rows[0], *body]
+    return out
+
+
+_ROW_NUMBER = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,3}[0-9]+(?![0-9])|行[0-9]+")  # B7 (some ids look alike), 行12
+
+
+def _without_row_numbers(plan: Plan) -> tuple:
+    """The plan with what may name a row by its number masked: A1 addresses in texts, the row of a
+    blank key, and the edits that move an エラー row's セル to where its cell is now. Everything
+    else must be the same whatever the rows' order."""
+    def clean(value):
+        return _ROW_NUMBER.sub("#", value) if isinstance(value, str) else value
+
+    edits = [tuple(map(clean, e)) for e in plan.edits if (e.tab, e.field) != ("errors", "cell")]
+    appends = [(clean(a.tab), clean(a.key), a.fields, tuple(map(clean, a.cells)), clean(a.reason), a.group)
+               for a in plan.appends]
+    return edits, appends, [tuple(map(clean, d)) for d in plan.deletes]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_plan_does_not_depend_on_the_order_of_rows(tmp_path, mapping, seed):
+    """Same cells in another row order, same plan: on a first run, and on a later run where every
+    pipeline tab has rows (a person may sort any tab; rules must never lean on sheet order)."""
+    tabs = generate_frames(300, seed=seed, now=NOW.to_pydatetime())
+    first = reconcile(check(tabs, mapping), NOW, mapping)
+    assert first and _without_row_numbers(first) == _without_row_numbers(
+        reconcile(check(_shuffled(tabs, seed), mapping), NOW, mapping))
+    book = LocalWorkbook(write_book(tmp_path / "team.xlsx", tabs))
+    run(book, mapping, NOW, lambda *a: None)
+    later, read = NOW + pd.Timedelta(days=3), book.read()
+    plan = reconcile(check(read, mapping), later, mapping)
+    assert plan and _without_row_numbers(plan) == _without_row_numbers(
+        reconcile(check(_shuffled(read, seed), mapping), later, mapping))
