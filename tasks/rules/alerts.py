@@ -200,7 +200,7 @@ def _overlaps(b: pd.DataFrame) -> pd.DataFrame:
 def _second_meeting_elsewhere(b: pd.DataFrame, words) -> pd.Series:
     """Alert 6: a 2回目面談 whose salesperson differs from the customer's latest held 個別相談's."""
     first = b[b["held"] & (b["menu"] == words.first_meeting_menu) & b["salesperson"].notna()]
-    by_customer = first.sort_values("start", kind="stable").groupby("customer_id")["salesperson"].last()
+    by_customer = first.sort_values(["start", "booking_id"]).groupby("customer_id", sort=False)["salesperson"].last()
     earlier = b["customer_id"].map(by_customer)
     return (b["menu"] == words.second_meeting_menu) & earlier.notna() & b["salesperson"].ne(earlier)
 

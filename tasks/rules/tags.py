@@ -138,7 +138,8 @@ def _wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame
     customers = frames["customers"].data.index
     table = frames["bookings"]
     facts = booking_facts(frames, mapping)
-    f = facts[(facts["customer_id"].notna() & facts["customer_id"].isin(customers)).to_numpy()].copy()
+    mine = (facts["customer_id"].notna() & facts["customer_id"].isin(customers)).to_numpy()
+    f = facts.loc[mine, ["customer_id", "status", "start", "outcome", "active", "held", "cancelled", "deleted", "start_ok"]]
     for name in ("active", "held", "cancelled", "deleted", "start_ok"):
         f[name] = f[name].fillna(False).astype(bool)
     status_ok = table.usable("status").reindex(f.index, fill_value=True).astype(bool)
@@ -151,7 +152,7 @@ def _wanted(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame
         held_unknown_start=f["held"] & ~f["start_ok"], outcome_ok=outcome_ok,
     )
     flags = ["active", "held", "unknown_status", "started", "unknown_start", "held_unknown_start"]
-    any_of = f.groupby("customer_id")[flags].any().reindex(customers, fill_value=False).astype(bool)
+    any_of = f.groupby("customer_id", sort=False)[flags].any().reindex(customers, fill_value=False).astype(bool)
     unknown_status = any_of["unknown_status"]
     held = f[(f["held"] & f["start_ok"]).to_numpy()].reset_index().sort_values(["start", "booking_id"])
     latest = held.drop_duplicates("customer_id", keep="last").set_index("customer_id").reindex(customers)
