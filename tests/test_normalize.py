@@ -468,6 +468,17 @@ def test_factorize_cells_keeps_cells_of_different_types_apart(cells):
             assert (codes[i] == codes[j]) == (a == b), (cells[i], cells[j])
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in ("datetime", "check")])
+def test_series_gives_none_for_missing_never_nan(kind):
+    """check keeps these columns as normalize_series gives them: a missing value must be None (no
+    NaN, NaT or pd.NA), whatever odd cell it came from, since the rules test `is None` and `isinstance`."""
+    odd = [None, float("nan"), pd.NaT, pd.NA, "", " ", "\u3000", "nan", "NaN", "NaT", "None", "-", "ー", "1e400",
+           float("inf"), 0, 1.5, True, "0000/00/00", "2026/13/40", 45981.0, dt.date(2026, 1, 1), dt.datetime(2026, 1, 1)]
+    values, _ = normalize_series(kind, pd.Series(odd, dtype=object))
+    assert values.dtype == object
+    assert all(v is None or not pd.isna(v) for v in values.tolist())
+
+
 def test_series_accepts_a_typed_datetime_column():
     typed = pd.Series(pd.to_datetime(["2026-11-20 01:00", None]).tz_localize("UTC"))
     values, problems = normalize_series("datetime", typed)
