@@ -691,8 +691,12 @@ def _plain_text(value: object) -> bool:
 
 
 def factorize_cells(values: pd.Series) -> tuple[np.ndarray, list[object]]:
-    """Codes and distinct cells; missing values become None, and 1, 1.0 and True stay distinct."""
-    cells = values.to_numpy(dtype=object, na_value=None)
+    """Codes and distinct cells; missing values become None, and 1, 1.0 and True stay distinct.
+
+    Missing cells are found among the distinct ones (pandas' hash table finds them itself), not by
+    `to_numpy(na_value=None)`: its isna over every row cost ~10 ms a column, 0.66 s of a steady run
+    at 100k. (A NaN and a None in one mixed column then keep two codes, both given as None.)"""
+    cells = values.to_numpy(dtype=object)
     if pd.api.types.infer_dtype(cells, skipna=True) in ("string", "empty"):
         return _factorize_text(cells)
     n = len(cells)
@@ -705,7 +709,7 @@ def factorize_cells(values: pd.Series) -> tuple[np.ndarray, list[object]]:
     positions = np.flatnonzero(first == np.arange(n))
     rank = np.empty(n, dtype=np.intp)
     rank[positions] = np.arange(len(positions))
-    return rank[first], [cells[p] for p in positions]
+    return rank[first], [None if is_missing(cells[p]) else cells[p] for p in positions]
 
 
 def _factorize_text(cells: np.ndarray) -> tuple[np.ndarray, list[object]]:

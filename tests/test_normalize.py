@@ -479,6 +479,16 @@ def test_series_gives_none_for_missing_never_nan(kind):
     assert all(v is None or not pd.isna(v) for v in values.tolist())
 
 
+@pytest.mark.parametrize("others", [["R1", "R2"], [1, "1", True]])  # a text column, a mixed one
+def test_factorize_cells_gives_none_for_every_missing_cell(others):
+    cells = [*others, None, float("nan"), pd.NaT, pd.NA, others[0]]
+    codes, uniques = factorize_cells(pd.Series(cells, dtype=object))
+    back = [uniques[c] for c in codes]
+    assert back[: len(others)] == others and back[-1] == others[0]
+    assert [type(b) for b in back[: len(others)]] == [type(o) for o in others]
+    assert back[len(others):-1] == [None] * 4
+
+
 def test_series_accepts_a_typed_datetime_column():
     typed = pd.Series(pd.to_datetime(["2026-11-20 01:00", None]).tz_localize("UTC"))
     values, problems = normalize_series("datetime", typed)
