@@ -694,8 +694,8 @@ def factorize_cells(values: pd.Series) -> tuple[np.ndarray, list[object]]:
     """Codes and distinct cells; missing values become None, and 1, 1.0 and True stay distinct.
 
     Missing cells are found among the distinct ones (pandas' hash table finds them itself), not by
-    `to_numpy(na_value=None)`: its isna over every row cost ~10 ms a column, 0.66 s of a steady run
-    at 100k. (A NaN and a None in one mixed column then keep two codes, both given as None.)"""
+    `to_numpy(na_value=None)`: its isna over every row cost 0.72 s over the steady sheet's checked
+    columns at 100k. (A NaN and a None in one mixed column then keep two codes, both given as None.)"""
     cells = values.to_numpy(dtype=object)
     if pd.api.types.infer_dtype(cells, skipna=True) in ("string", "empty"):
         return _factorize_text(cells)

@@ -209,7 +209,7 @@ def _planned(
             parts.append(part[FIELDS])
     if not parts:
         return pd.DataFrame(columns=FIELDS)
-    return pd.concat(parts)  # not sorted by id: the plan is (combine), and this 300k-row sort took 0.25 s
+    return pd.concat(parts)  # not sorted by id (0.25 s at 100k): combine sorts the whole plan anyway
 
 
 def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState) -> list[Append]:
