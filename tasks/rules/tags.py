@@ -269,27 +269,26 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     return Plan(edits=tuple(edits), appends=tuple(appends))
 
 
-def _pairs_mask(cids: pd.Index, tags: list[str], pairs: set[tuple[str, str]]) -> np.ndarray:
-    """(customer, tag) pairs as a customers x tags boolean matrix (pairs of others left out)."""
+def _pairs_mask(cids: pd.Index, tags: list[str], pairs: tuple[list[str], list[str]]) -> np.ndarray:
+    """(customer, tag) pairs as a customers x tags boolean matrix (pairs of others left out), both
+    looked up by pandas' hash tables: a steady run has ~200k open pairs."""
     mask = np.zeros((len(cids), len(tags)), dtype=bool)
-    col = {t: j for j, t in enumerate(tags)}
-    ours = [(c, t) for c, t in pairs if t in col]
-    rows = cids.get_indexer([c for c, _ in ours])
-    cols = np.array([col[t] for _, t in ours], dtype=np.intp)
-    found = rows >= 0
-    mask[rows[found], cols[found]] = True  # a steady run's open rows: hundreds of thousands of pairs
+    who, what = pairs
+    rows, cols = cids.get_indexer(who), pd.Index(tags).get_indexer(what)
+    found = (rows >= 0) & (cols >= 0)
+    mask[rows[found], cols[found]] = True
     return mask
 
 
 def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperations) -> Plan:
     table = frames["customers"]
     menus = mapping.tags.rich_menu
-    blocked = {cid for cid, _ in _unreadable_keys(frames, (MENU,))}
+    blocked = set(_unreadable_keys(frames, (MENU,))[0])
     desired = want[MENU_COLUMN].dropna()
     desired = desired[~desired.index.isin(list(blocked))]
     edits = set_field(table, "rich_menu", desired, MENU_REASON, group_prefix="lstep-menu:")
     current = dict(zip(table.data.index.tolist(), table.data["rich_menu"].tolist(), strict=True))
-    waiting = {cid for cid, _ in _open_keys(frames, (MENU,))}
+    waiting = set(_open_keys(frames, (MENU,))[0])
     # filling a blank (or unknown) cell is not a switch; an open switch stands
     switches = [e for e in edits if current.get(e.key) in (menus.before, menus.after) and e.key not in waiting]
     cids, menu = [e.key for e in switches], [e.new for e in switches]
@@ -337,21 +336,21 @@ def _why(rule: TagRule, wished: bool) -> str:
     return _WHY[(rule.when, wished)].format(outcome=rule.outcome or "")
 
 
-def _open_keys(frames: Frames, actions: tuple[str, ...]) -> set[tuple[str, str]]:
-    """(customer, content) of the operation rows whose 対応済 is read as not ticked."""
+def _open_keys(frames: Frames, actions: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(customers, contents) of the operation rows whose 対応済 is read as not ticked."""
     table = frames["operations"]
     return _keys(table.data, open_rows(table).to_numpy(), actions)
 
 
-def _unreadable_keys(frames: Frames, actions: tuple[str, ...]) -> set[tuple[str, str]]:
-    """(customer, content) of the operation rows whose 対応済 cannot be read."""
+def _unreadable_keys(frames: Frames, actions: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(customers, contents) of the operation rows whose 対応済 cannot be read."""
     table = frames["operations"]
     return _keys(table.data, ~table.usable("done").to_numpy(), actions)
 
 
-def _keys(ops: pd.DataFrame, rows: np.ndarray, actions: tuple[str, ...]) -> set[tuple[str, str]]:
+def _keys(ops: pd.DataFrame, rows: np.ndarray, actions: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Three columns taken before the rows: L-Step操作 only grows, and a steady run at 100k meets
     300,000 rows of twelve columns, twice a rule."""
     ops = ops.loc[rows, ["action", "customer_id", "content"]]
     ops = ops[(ops["action"].isin(actions) & ops["customer_id"].notna()).to_numpy()]
-    return set(zip(ops["customer_id"].astype(str).tolist(), ops["content"].astype(str).tolist(), strict=True))
+    return ops["customer_id"].astype(str).tolist(), ops["content"].astype(str).tolist()
