@@ -229,6 +229,7 @@ def test_the_plan_does_not_depend_on_the_order_of_rows(tmp_path, mapping, seed):
     book = LocalWorkbook(write_book(tmp_path / "team.xlsx", tabs))
     run(book, mapping, NOW, lambda *a: None)
     later, read = NOW + pd.Timedelta(days=3), book.read()
+    read["予約"] = [row for i, row in enumerate(read["予約"]) if i % 40 != 7]  # staff deleted some: "deleted" facts too
     plan = reconcile(check(read, mapping), later, mapping)
     assert plan and _without_row_numbers(plan) == _without_row_numbers(
         reconcile(check(_shuffled(read, seed), mapping), later, mapping))
