@@ -286,6 +286,27 @@ def test_a_deleted_booking_row_is_a_cancel(mapping):
     assert message["操作ID"] == "メッセージ送信:R1:キャンセルのみ" and "削除" in message["理由"]
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_deleted_booking_s_salesperson_is_its_last_word_whatever_the_rows_order(mapping, flip):
+    """A sent step keeps the old 営業担当, a pending one took the new: the cancel message goes to
+    the step updated last, whichever row of リマインド comes first (it was the first row)."""
+    headers = [*REMINDER_HEADERS, "更新日時"]
+    sent = ["R1:個別相談設定中:3日前", "R1", "C1", "佐藤", "個別相談設定中", "3日前", PAST, "送信済", PAST]
+    pending = ["R1:個別相談設定中:前日", "R1", "C1", "鈴木", "個別相談設定中", "前日", AT, "予定", PAST + dt.timedelta(days=2)]
+    rows = [pending, sent] if flip else [sent, pending]
+    book = book_of([customer("C1")], [], リマインド=[headers, *rows])
+    step(book, mapping)
+    [message] = ops(book, 操作="メッセージ送信")
+    assert message["営業担当"] == "鈴木"
+
+
+def test_a_mapping_that_manages_no_tag_still_switches_menus(mapping):
+    tags = mapping.tags.model_copy(update={"managed": ()})
+    plan = customer_tags(check(team_tabs([customer("C1", タグ="VIP")], [booking("R1", "C1", AT)]), mapping),
+                         NOW, mapping.model_copy(update={"tags": tags}))
+    assert {e.field for e in plan.edits} == {"rich_menu"} and not [a for a in plan.appends if "タグ" in a.key]
+
+
 def test_a_deleted_row_keeps_the_message_already_chosen(mapping):
     reminders = [REMINDER_HEADERS, ["R1:挨拶:即時", "R1", "C1", "佐藤", "挨拶", "即時", PAST, "送信済"]]
     book = book_of([customer("C1")], [booking("R1", "C1", AT, "キャンセル", キャンセル区分="日程変更希望")],

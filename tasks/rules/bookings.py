@@ -47,8 +47,12 @@ def _booking_facts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
 def _deleted(frames: Frames) -> pd.DataFrame:
     """Bookings the pipeline has seen (they have reminders) whose row left 予約."""
     r = frames["reminders"].data
-    known = r[r["booking_id"].notna().to_numpy()].drop_duplicates("booking_id").set_index("booking_id")
-    gone = known[~known.index.isin(frames["bookings"].data.index)]
+    gone_rows = (r["booking_id"].notna() & ~r["booking_id"].isin(frames["bookings"].data.index)).to_numpy()
+    # its last word: the step updated last (a pending one follows the booking's 営業担当, a sent one
+    # keeps the old), ties by リマインドID; not the first row, which the tab's order would decide
+    rows = r.loc[gone_rows, ["booking_id", "customer_id", "salesperson", "updated_at"]]
+    gone = (rows.assign(rid=rows.index).sort_values(["updated_at", "rid"], na_position="first")
+            .drop_duplicates("booking_id", keep="last").set_index("booking_id"))
     out = pd.DataFrame(index=gone.index)
     out["customer_id"] = gone["customer_id"]
     out["salesperson"] = gone["salesperson"]

@@ -240,7 +240,7 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     codes, cells = factorize_cells(table.raw["tags"].reindex(want.index))
     distinct = [_cell_text(cell) for cell in cells]
     holds = [tag_set(text, seps) if text else frozenset() for text in distinct]
-    present = np.array([[tag_key(t) in held for t in tags] for held in holds], dtype=bool).reshape(-1, len(tags))[codes]
+    present = np.array([[tag_key(t) in held for t in tags] for held in holds], dtype=bool).reshape(len(holds), len(tags))[codes]
     wish = want[tags]
     blocked = _pairs_mask(want.index, tags, _unreadable_keys(frames, (ADD, REMOVE)))  # its 対応済 decides: wait
     adding = wish.eq(True).fillna(False).to_numpy(dtype=bool) & ~present & ~blocked
