@@ -18,7 +18,7 @@ from tasks.frames import Frames, Problem
 from tasks.mapping import Mapping
 from tasks.normalize import normalize_value
 from tasks.plan import Plan
-from tasks.pure_step import pure_step, thaw
+from tasks.pure_step import pure_step, run_scope
 from tasks.reconcile import reconcile
 from tasks.tell import Delivery, attempt, bind, deliver, due, marks, recorded, with_attempts
 from tasks.workbooks.port import ApplyReport, RunInfo, Workbook, apply_plan
@@ -97,10 +97,8 @@ def run(
     plan_with: Callable[..., Plan] | None = None,
 ) -> RunSummary:
     """One run; `plan_with(frames, now, mapping, baseline=...)` replaces the reconcile (the merge flow)."""
-    try:
+    with run_scope():
         return _run(book, mapping, now, send, dry_run, baseline, run_id, step, plan_with)
-    finally:
-        thaw()
 
 
 def _run(book: Workbook, mapping: Mapping, now: pd.Timestamp, send, dry_run: bool, baseline: bool,

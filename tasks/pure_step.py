@@ -1,5 +1,5 @@
 """How the pure steps (check, reconcile or the planner that replaces it) run: the collector paused,
-pandas' own string storage, and what they built frozen until the run ends."""
+pandas' own string storage, and, inside a run, what they built frozen until the run ends."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pandas as pd
+
+_in_run = False  # set by run_scope: freezing is only safe where someone thaws
 
 
 @contextmanager
@@ -24,12 +26,10 @@ def pure_step() -> Iterator[None]:
       At 100k with Arrow a steady run took 42–45 s against 23 s, and a first run peaked at 1.73 GB
       against 1.29.
 
-    On the way out the collector is turned back on with everything alive frozen (`gc.freeze`):
+    Inside `run_scope` the collector comes back on with everything alive frozen (`gc.freeze`):
     the frames and the plan live until the run ends and are freed by reference counting, so the
-    collection that the first allocation after the step would start (0.6 s at 100k, traversing two
-    million tuples) and the older generations' later ones find nothing to do. The price: cycles
-    made in the step wait for `thaw` (a whole check and reconcile at 10k leaves 35 objects in
-    cycles), which `flows.pipeline.run` calls when the run ends.
+    collection the first allocation after the step would start (0.6 s at 100k, traversing two
+    million tuples) finds nothing to do.
     """
     was_on = gc.isenabled()
     gc.disable()
@@ -38,10 +38,25 @@ def pure_step() -> Iterator[None]:
             yield
     finally:
         if was_on:
-            gc.freeze()
+            if _in_run or gc.get_freeze_count():
+                gc.freeze()
             gc.enable()
 
 
-def thaw() -> None:
-    """The end of a run: what the pure steps froze goes back to the collector (its few cycles too)."""
-    gc.unfreeze()
+@contextmanager
+def run_scope() -> Iterator[None]:
+    """A whole run (flows.pipeline.run): its pure steps may freeze, and everything frozen goes back
+    to the collector when it ends, cycles included (a whole check and reconcile at 10k makes 35
+    objects in cycles; garbage the caller left before the run waits with them). Outside a run
+    nothing is frozen, so a service calling check() itself leaks nothing; and a host process that
+    froze objects of its own keeps its policy: this run freezes nothing."""
+    global _in_run
+    if _in_run or gc.get_freeze_count():
+        yield
+        return
+    _in_run = True
+    try:
+        yield
+    finally:
+        _in_run = False
+        gc.unfreeze()

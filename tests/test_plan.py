@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import re
+import weakref
 from random import Random
 
 import pandas as pd
@@ -18,6 +19,7 @@ from tasks.check import InputError, check
 from tasks.demo_data import generate_frames
 from tasks.mapping import MappingError
 from tasks.plan import Append, Delete, Edit, Plan, PlanConflict, combine
+from tasks.pure_step import run_scope
 from tasks.reconcile import reconcile
 from tasks.rules.bookings import booking_facts
 from tasks.rules.operations import line_customers
@@ -133,30 +135,56 @@ def test_check_and_reconcile_run_without_a_collection_and_give_the_collector_bac
         (gc.enable if was else gc.disable)()
 
 
-def test_what_the_pure_steps_built_is_frozen_until_the_run_ends(tmp_path, mapping):
-    """The frames and the plan live until the run ends and hold (almost) no cycle: frozen on the way
-    out of each step, the collector never traverses them (0.6 s at 100k); a run hands them back."""
+def test_inside_a_run_what_the_pure_steps_built_is_frozen_until_the_run_ends(tmp_path, mapping):
+    """The frames and the plan live until the run ends and hold (almost) no cycle: inside a run
+    they are frozen on the way out of each step, so the collector never traverses them (0.6 s at
+    100k), and the run hands them back. Outside a run nothing is frozen (a caller's cycles stay
+    collectable), and a host that froze objects of its own keeps its policy."""
     tabs = generate_frames(300, seed=7, now=NOW.to_pydatetime())
     was = gc.isenabled()
     gc.enable()
     try:
         gc.unfreeze()
-        frames = check(tabs, mapping)
-        after_check = gc.get_freeze_count()
-        assert after_check > sum(len(t.data) for t in frames.tables.values())  # the input's row lists, at least
-        plan = reconcile(frames, NOW, mapping)
-        assert gc.get_freeze_count() - after_check >= len(plan.edits) + len(plan.appends)
-        gc.disable()  # a caller that paused the collector keeps its own policy: nothing frozen
-        before = gc.get_freeze_count()
-        reconcile(frames, NOW, mapping)
-        assert gc.get_freeze_count() <= before  # (frozen objects freed meanwhile leave it)
-        gc.enable()
+        with run_scope():
+            frames = check(tabs, mapping)
+            after_check = gc.get_freeze_count()
+            assert after_check > sum(len(t.data) for t in frames.tables.values())  # the input's row lists, at least
+            plan = reconcile(frames, NOW, mapping)
+            assert gc.get_freeze_count() - after_check >= len(plan.edits) + len(plan.appends)
+            gc.disable()  # a caller that paused the collector keeps its own policy: nothing more frozen
+            before = gc.get_freeze_count()
+            reconcile(frames, NOW, mapping)
+            assert gc.get_freeze_count() <= before  # (frozen objects freed meanwhile lower it)
+            gc.enable()
+        assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+        watch = weakref.ref(_Cycle([]))  # garbage only the collector can free
+        reconcile(check(tabs, mapping), NOW, mapping)  # outside a run
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert watch() is None  # the caller's cycle was not frozen with the step's objects
+
         book = LocalWorkbook(write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [])))
         run(book, mapping, NOW, lambda *a: None, dry_run=True)
         assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+        host = [[] for _ in range(100)]  # noqa: F841 (kept alive: a host that freezes its own objects)
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        with run_scope():
+            reconcile(check(tabs, mapping), NOW, mapping)
+        assert 0 < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
         (gc.enable if was else gc.disable)()
+
+
+class _Cycle:
+    """An object in a reference cycle (it holds a list that holds it)."""
+
+    def __init__(self, holder: list) -> None:
+        self.holder = holder
+        holder.append(self)
 
 
 def test_check_and_reconcile_keep_strings_in_pandas_own_storage(mapping):
