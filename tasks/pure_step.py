@@ -38,7 +38,7 @@ def pure_step() -> Iterator[None]:
             yield
     finally:
         if was_on:
-            if _in_run or gc.get_freeze_count():
+            if _in_run:
                 gc.freeze()
             gc.enable()
 
