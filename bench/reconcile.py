@@ -312,10 +312,12 @@ def measure(size: int, *, seed: int = SEED, now: pd.Timestamp = NOW, steady: boo
 def profiled(raw: dict[str, list[list[Any]]], mapping: Any, now: pd.Timestamp, top: int) -> None:
     """cProfile of check + reconcile; the `top` slowest functions of this repository to stderr."""
     from tasks.check import check
+    from tasks.pure_step import run_scope
     from tasks.reconcile import reconcile
 
     profiler = cProfile.Profile()
-    profiler.runcall(lambda: reconcile(check(raw, mapping), now, mapping))
+    with run_scope():  # as timed: the steps as a run runs them
+        profiler.runcall(lambda: reconcile(check(raw, mapping), now, mapping))
     stats = pstats.Stats(profiler, stream=sys.stderr)
     stats.sort_stats("cumulative").print_stats(str(ROOT), top)
 

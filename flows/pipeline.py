@@ -97,26 +97,21 @@ def run(
     plan_with: Callable[..., Plan] | None = None,
 ) -> RunSummary:
     """One run; `plan_with(frames, now, mapping, baseline=...)` replaces the reconcile (the merge flow)."""
-    with run_scope():
-        return _run(book, mapping, now, send, dry_run, baseline, run_id, step, plan_with)
-
-
-def _run(book: Workbook, mapping: Mapping, now: pd.Timestamp, send, dry_run: bool, baseline: bool,
-         run_id: str | None, step: Step, plan_with: Callable[..., Plan] | None) -> RunSummary:
-    info = RunInfo(run_id or f"{now:%Y%m%d-%H%M}-{uuid.uuid4().hex[:6]}", now)
-    raw = step(read_step)(book)
-    frames = step(check_step)(raw, mapping)
-    plan = step(reconcile_step)(frames, now, mapping, baseline, plan_with)
-    summary = RunSummary(
-        run_id=info.run_id, now=now, source=str(book), dry_run=dry_run,
-        rows_read={t.spec.title: len(t.data) for t in frames.tables.values() if t.exists},
-        plan=plan, problems=list({p.problem_id: p for p in [*frames.problems, *plan.problems]}.values()),
-    )
-    if dry_run:
+    with run_scope():  # what the pure steps build stays frozen until the run ends (tasks/pure_step.py)
+        info = RunInfo(run_id or f"{now:%Y%m%d-%H%M}-{uuid.uuid4().hex[:6]}", now)
+        raw = step(read_step)(book)
+        frames = step(check_step)(raw, mapping)
+        plan = step(reconcile_step)(frames, now, mapping, baseline, plan_with)
+        summary = RunSummary(
+            run_id=info.run_id, now=now, source=str(book), dry_run=dry_run,
+            rows_read={t.spec.title: len(t.data) for t in frames.tables.values() if t.exists},
+            plan=plan, problems=list({p.problem_id: p for p in [*frames.problems, *plan.problems]}.values()),
+        )
+        if dry_run:
+            return summary
+        summary.report, outgoing = step(write_step)(book, frames, plan, mapping, info)
+        summary.deliveries = step(tell_step)(book, frames, outgoing, mapping, info, send)
         return summary
-    summary.report, outgoing = step(write_step)(book, frames, plan, mapping, info)
-    summary.deliveries = step(tell_step)(book, frames, outgoing, mapping, info, send)
-    return summary
 
 
 def parse_clock(now: str | None, what: str = "now=") -> pd.Timestamp:

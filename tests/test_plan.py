@@ -164,8 +164,18 @@ def test_inside_a_run_what_the_pure_steps_built_is_frozen_until_the_run_ends(tmp
         gc.collect()
         assert watch() is None  # the caller's cycle was not frozen with the step's objects
 
+        frozen_after: dict[str, int] = {}
+
+        def watched(fn):  # run's step hook: the freeze count after each step, inside the run
+            def call(*args):
+                out = fn(*args)
+                frozen_after[fn.__name__] = gc.get_freeze_count()
+                return out
+            return call
+
         book = LocalWorkbook(write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [])))
-        run(book, mapping, NOW, lambda *a: None, dry_run=True)
+        run(book, mapping, NOW, lambda *a: None, dry_run=True, step=watched)
+        assert frozen_after["check_step"] > 0 and frozen_after["reconcile_step"] > 0  # run is a run_scope
         assert gc.get_freeze_count() == 0 and gc.isenabled()
 
         host = [[] for _ in range(100)]  # noqa: F841 (kept alive: a host that freezes its own objects)
