@@ -278,6 +278,25 @@ def test_a_cancel_lists_the_message_its_kind_asks_for(mapping, kind, title, cale
     assert len(ops(book, 操作="メッセージ送信")) == 1  # once per booking
 
 
+@pytest.mark.parametrize("body", [
+    "{customer_name} 様、{customer_name} 様\n{calendar_url}",  # plain, twice: formatted once, the name put in
+    "{customer_name:>12}様 {calendar_url}",  # a format spec: formatted per message
+    "{customer_name!r}様",  # a conversion: formatted per message
+    "\x00{customer_name}様",  # the stand-in itself in the text: formatted per message
+])
+def test_a_cancel_message_reads_as_its_template_formatted_for_that_customer(mapping, body):
+    template = mapping.templates["line_rebooking"].model_copy(update={"body": body})
+    mapping = mapping.model_copy(update={"templates": {**mapping.templates, "line_rebooking": template}})
+    customers = [customer("C1", "\x00山田", "太郎"), customer("C2", "鈴木", "花子")]
+    bookings = [booking(f"R{i}", f"C{i}", AT, "キャンセル", キャンセル区分="日程変更希望") for i in (1, 2)]
+    plan = customer_tags(check(team_tabs(customers, bookings), mapping), NOW, mapping)
+    reasons = {a.key: a.get("reason") for a in plan.appends if a.key.startswith("メッセージ送信")}
+    url = mapping.tags.rebooking_calendar_url
+    for bid, name in (("R1", "\x00山田 太郎"), ("R2", "鈴木 花子")):
+        expected = body.format(customer_name=name, calendar_url=url)
+        assert reasons[f"メッセージ送信:{bid}:日程変更希望"].endswith(f"文面: {expected}")
+
+
 def test_a_deleted_booking_row_is_a_cancel(mapping):
     reminders = [REMINDER_HEADERS, ["R1:挨拶:即時", "R1", "C1", "佐藤", "挨拶", "即時", PAST, "送信済"]]
     book = book_of([customer("C1")], [], リマインド=reminders)
@@ -436,6 +455,7 @@ def test_operation_ids_made_together_never_clash_and_columns_must_match(mapping)
     ids = ops.fresh_ids("タグ追加", ["C1", "C1:x"], ["x:y", "y"])
     assert ids == ["タグ追加:C1:x:y:202611201000", "タグ追加:C1:x:y:202611201000-2"]
     assert len(ops.rows("タグ追加", ids, ["C1", "C1:x"], ["x:y", "y"], ["why", "why"])) == 2
+    assert [a.key for a in ops.rows("タグ削除", ["d", "e", "d"], ["C1"] * 3, ["x"] * 3, ["why"] * 3)] == ["d", "e"]
     with pytest.raises(ValueError):
         ops.rows("タグ追加", ["a", "b"], ["C1"], ["x", "x"], ["why", "why"])
     rows = pd.DataFrame({"action": ["タグ追加", "タグ追加"]}, index=["a", "b"])

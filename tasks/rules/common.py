@@ -41,14 +41,14 @@ def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: 
     differs = ~(equal | both_blank)
     changed = desired.index[differs]
     raw = table.raw[field]
-    old = _nones(raw.iloc[at[differs]] if table.raw.index.equals(data.index) else raw.reindex(changed))
-    new = _nones(desired[differs])
+    old = nones(raw.iloc[at[differs]] if table.raw.index.equals(data.index) else raw.reindex(changed))
+    new = nones(desired[differs])
     keys = data.index[at[differs]].tolist()  # the table's own keys: str already (check made them)
     groups = [group_prefix + k for k in keys] if group_prefix is not None else repeat(group)
     return edits_of(table.name, field, keys, old, new, reason, groups)
 
 
-def _nones(values: pd.Series) -> list[Any]:
+def nones(values: pd.Series) -> list[Any]:
     """The values as Python objects, every missing one (NaN, NaT, pd.NA) as None: `none_if_na`
     over a whole column at once, since a first run edits hundreds of thousands of cells.
 
@@ -98,7 +98,7 @@ def new_rows(table: Table, rows: pd.DataFrame, reasons: list[str], group: str | 
     for column in table.spec.columns:
         if column.field in rows.columns:
             fields.append(column.field)
-            columns.append(_nones(rows[column.field]))
+            columns.append(nones(rows[column.field]))
         elif column.field == table.spec.key:
             fields.append(column.field)
             columns.append(keys)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from tasks.frames import Frames, Table
 from tasks.plan import Append, new_append
-from tasks.rules.common import none_if_na, or_none
+from tasks.rules.common import none_if_na, nones, or_none
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
@@ -67,11 +67,14 @@ class NewOperations:
     def fresh_ids(self, action: str, cids: list[str], contents: list[str]) -> list[str]:
         """`<操作>:<お客様番号>:<内容>:<yyyymmddHHMM>` each; `-2`, `-3`… when that id is taken, or
         given to an earlier one of the list (C1 + `x:y` and `C1:x` + `y` read alike)."""
+        minute = self.minute
+        bases = [f"{action}:{cid}:{content}:{minute}" for cid, content in zip(cids, contents, strict=True)]
+        if self.taken.isdisjoint(bases) and len(set(bases)) == len(bases):
+            return bases  # the common case (a first run's 200k ids), settled by two set operations
         ids: list[str] = []
         given: set[str] = set()
-        for cid, content in zip(cids, contents, strict=True):
-            base = op_id = f"{action}:{cid}:{content}:{self.minute}"
-            n = 1
+        for base in bases:
+            op_id, n = base, 1
             while op_id in self.taken or op_id in given:
                 n += 1
                 op_id = f"{base}-{n}"
@@ -96,19 +99,21 @@ class NewOperations:
         if any(len(column) != n for column in (cids, contents, reasons, dues, salespeople, groups) if column is not None):
             raise ValueError("NewOperations.rows: the columns differ in length")
         taken = self.taken
-        kept = [i for i, op_id in enumerate(op_ids) if op_id not in taken and not taken.add(op_id)]
-        if len(kept) < n:
+        if not taken.isdisjoint(op_ids) or len(set(op_ids)) < n:
+            kept = [i for i, op_id in enumerate(op_ids) if op_id not in taken and not taken.add(op_id)]
             op_ids, cids, contents, reasons, dues, salespeople, groups = (
                 column and [column[i] for i in kept]
                 for column in (op_ids, cids, contents, reasons, dues, salespeople, groups))
+        else:  # none listed yet and none twice (the common case): the ids are taken in one call
+            taken.update(op_ids)
         unknown = (None, "", None)
-        known = [self.customers.get(cid, unknown) for cid in cids]
-        owners = [k[2] for k in known]
+        known = list(map(self.customers.get, cids, repeat(unknown)))
+        uids, names, owners = (list(column) for column in zip(*known, strict=True)) if known else ([], [], [])
         if salespeople:
             owners = [sp if type(sp) is str and sp else none_if_na(sp) or owner
                       for sp, owner in zip(salespeople, owners, strict=True)]
         columns = (  # the key, then _ROW_FIELDS
-            op_ids, repeat(self.now), or_none(cids), [k[0] for k in known], [k[1] for k in known], owners,
+            op_ids, repeat(self.now), or_none(cids), uids, names, owners,
             repeat(action), or_none(contents), or_none(reasons), or_none(dues) if dues else repeat(None), repeat(False),
         )
         cells = zip(*[columns[i] for i in self.order], strict=False)  # some columns are repeat(): op_ids ends them
@@ -118,8 +123,7 @@ class NewOperations:
 
 def _line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | None]]:
     c = frames["customers"].data
-    return {
-        cid: (none_if_na(uid), _full_name(fam, giv), none_if_na(sp))
-        for cid, uid, fam, giv, sp in zip(c.index.tolist(), c["line_user_id"].tolist(), c["family_name"].tolist(),
-                                          c["given_name"].tolist(), c["salesperson"].tolist(), strict=True)
-    }
+    family, given = ([p if isinstance(p, str) else "" for p in c[f].tolist()] for f in ("family_name", "given_name"))
+    names = [f"{a} {b}" if a and b else a or b for a, b in zip(family, given, strict=True)]  # _full_name, inlined
+    known = zip(nones(c["line_user_id"]), names, nones(c["salesperson"]), strict=True)
+    return dict(zip(c.index.tolist(), known, strict=True))
