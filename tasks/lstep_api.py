@@ -37,7 +37,6 @@ from tasks.rules.operations import open_rows
 from tasks.rules.tags import ADD, REMOVE, tag_key
 
 TOKEN_ENV = "LSTEP_API_TOKEN"
-BASE_URL_ENV = "LSTEP_API_BASE_URL"
 APPLIED = "（API適用）"
 FAILED = "（API失敗: {why}）"
 _NOTE = re.compile(r"[（(]API(?:適用|失敗: .*)[）)]$", re.DOTALL)  # read as typed or after NFKC

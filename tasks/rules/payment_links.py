@@ -51,10 +51,6 @@ BAD_LINK = "決済リンクは https:// で始まるURLにしてください（�
 BAD_STATE = "状態は次のどれかにしてください: {}"
 
 
-def request_id(booking_id: str) -> str:
-    return f"{PREFIX}{booking_id}"
-
-
 def episode_id(kind: str, rid: str, n: int) -> str:
     """The n-th requested/cancelled notice of a request: the first has no suffix."""
     return f"{kind}:{rid}" if n <= 1 else f"{kind}:{rid}#{n}"

@@ -658,7 +658,6 @@ class _Transaction:
         self.wb = workbook
         self.titles = list(titles)
         self.pending: dict[str, list[StructureChange]] = {}
-        self.new_ids: dict[str, int] = {}
         self.loaded: dict[str, dict[str, _State]] = {}
         self.before: dict[str, dict[str, list[list[Any]]]] = {}
         self.before_sizes: dict[str, dict[str, tuple[int, int]]] = {}
