@@ -282,6 +282,7 @@ def test_a_cancel_lists_the_message_its_kind_asks_for(mapping, kind, title, cale
     "{customer_name} 様、{customer_name} 様\n{calendar_url}",  # plain, twice: formatted once, the name put in
     "{customer_name:>12}様 {calendar_url}",  # a format spec: formatted per message
     "{customer_name!r}様",  # a conversion: formatted per message
+    "{customer_name[0]}様 {{customer_name}}",  # an index, and the name as escaped text: formatted per message
     "\x00{customer_name}様",  # the stand-in itself in the text: formatted per message
 ])
 def test_a_cancel_message_reads_as_its_template_formatted_for_that_customer(mapping, body):

@@ -335,10 +335,12 @@ def _render(mapping: Mapping, key: str, **fields: str) -> str:
 def _renderer(mapping: Mapping, key: str, calendar_url: str) -> Callable[[str], str]:
     """The template's body as a function of the customer's name: formatted once with a stand-in for
     the name, which each message then replaces (a first run renders ~95k cancel messages). A body
-    that formats the name in any other way than plain `{customer_name}` is formatted each time."""
+    that names it any other way than a plain `{customer_name}` is formatted each time."""
     body = mapping.templates[key].body
-    plain = all(spec == "" and conversion is None for _, name, spec, conversion in Formatter().parse(body)
-                if name == "customer_name")
+    # plain: every "customer_name" in the text is a bare {customer_name} field (not {customer_name[0]},
+    # not in a spec, not escaped text)
+    plain = sum(name == "customer_name" and not spec and conversion is None
+                for _, name, spec, conversion in Formatter().parse(body)) == body.count("customer_name")
     if not plain or _NAME in body or _NAME in calendar_url:
         return lambda name: _render(mapping, key, customer_name=name, calendar_url=calendar_url)
     shaped = _render(mapping, key, customer_name=_NAME, calendar_url=calendar_url)
