@@ -11,6 +11,9 @@ updateSheetProperties, insertDimension, deleteDimension, appendDimension,
 updateCells, appendCells, repeatCell; atomic), values.get/batchGet/update/batchUpdate/append/
 clear/batchClear, and POST /token for service-account JWT grants.
 
+A write that takes a spreadsheet's grids (every tab's rows x columns) past 10 million cells is
+refused whole with Google's 400 (`add_spreadsheet(..., cell_limit=N)` lowers the limit for a test).
+
 Not modelled: Drive (files, sharing, 403s), other batchUpdate requests (answered
 400 naming the request), cell formatting other than numberFormat, notes,
 validation, protected ranges, dataFilters, quotas (inject "429" instead).
@@ -60,6 +63,7 @@ import gspread
 
 DEFAULT_ROWS = 1000
 DEFAULT_COLS = 26
+CELL_LIMIT = 10_000_000  # per spreadsheet, over every tab's whole grid
 EPOCH = datetime(1899, 12, 30)
 DATETIME_PATTERN = "yyyy/mm/dd hh:mm"
 DATE_PATTERN = "yyyy/mm/dd"
@@ -757,10 +761,22 @@ def _with(key: tuple[int, int], axis: int, value: int) -> tuple[int, int]:
 class Spreadsheet:
     """A spreadsheet: ordered tabs plus the properties spreadsheets.get answers."""
 
-    def __init__(self, spreadsheet_id: str, title: str):
+    def __init__(self, spreadsheet_id: str, title: str, cell_limit: int = CELL_LIMIT):
         self.spreadsheet_id, self.title = spreadsheet_id, title
+        self.cell_limit = cell_limit
         self.sheets: list[Sheet] = []
         self._rng = random.Random(spreadsheet_id)
+
+    def cells(self) -> int:
+        """Grid cells, as Google counts them against the limit: blank ones too."""
+        return sum(s.rows * s.cols for s in self.sheets)
+
+    def over_limit(self, before: int) -> str | None:
+        """Google's words when a change took the grids past the limit (one already past may shrink)."""
+        now = self.cells()
+        if now > before and now > self.cell_limit:
+            return f"This action would increase the number of cells in the workbook above the limit of {self.cell_limit} cells."
+        return None
 
     def copy(self) -> Spreadsheet:
         other = copy.copy(self)
@@ -1463,8 +1479,12 @@ def _one_request(book: Spreadsheet, i: int, request: dict) -> dict:
     kind = kinds[0]
     if kind not in BATCH_REQUESTS:
         raise bad_request(f"Invalid requests[{i}].{kind}: the Sheets stand-in does not support {kind}.")
+    before = book.cells()
     try:
-        return BATCH_REQUESTS[kind](book, request[kind])
+        answer = BATCH_REQUESTS[kind](book, request[kind])
+        if too_many := book.over_limit(before):
+            raise bad_request(too_many)
+        return answer
     except ApiError as err:
         err.message = f"Invalid requests[{i}].{kind}: {err.message}"
         raise
@@ -1641,9 +1661,10 @@ class SheetsStandin:
 
     # -- spreadsheets --------------------------------------------------------
 
-    def add_spreadsheet(self, spreadsheet_id: str, tabs: dict[str, list[list]], title: str = "test") -> None:
+    def add_spreadsheet(self, spreadsheet_id: str, tabs: dict[str, list[list]], title: str = "test",
+                        cell_limit: int = CELL_LIMIT) -> None:
         """Create (or replace) a spreadsheet; each tab gets at least the default 1000x26 grid."""
-        book = Spreadsheet(spreadsheet_id, title)
+        book = Spreadsheet(spreadsheet_id, title, cell_limit)
         for tab, rows in (tabs or {"Sheet1": []}).items():
             width = max((len(r) for r in rows), default=0)
             sheet = book.add_sheet(tab, max(DEFAULT_ROWS, len(rows)), max(DEFAULT_COLS, width))
@@ -1827,6 +1848,8 @@ class SheetsStandin:
             work = book.copy() if writes else book
             answer = method(work, call)
             if writes:
+                if too_many := work.over_limit(book.cells()):  # values.update/append growing a grid
+                    raise bad_request(too_many)
                 self._books[call.spreadsheet_id] = work
             return answer
 

@@ -224,6 +224,37 @@ def test_the_request_budget_holds_whatever_the_number_of_rows(standin, mapping):
     assert small == large  # the same, for 4 bookings or 90
 
 
+def test_the_tabs_a_run_creates_are_as_wide_as_their_headers(standin, mapping):
+    """Google counts every grid cell against a spreadsheet's 10M-cell limit, and 変更履歴 grows by a
+    row per change: a tab the pipeline creates takes its headers' width, not the UI's 26 columns."""
+    sid = new_id()
+    standin.add_spreadsheet(sid, team())
+    run(book_for(standin, sid, mapping), mapping, NOW, quiet)
+    grids = {s["properties"]["title"]: s["properties"]["gridProperties"]
+             for s in api(standin, "GET", f"/v4/spreadsheets/{sid}")["sheets"]}
+    created = {t.title: len(t.columns) for t in mapping.tabs.values() if t.kind == "pipeline"}
+    assert len(created) >= 8 and {title: grids[title]["columnCount"] for title in created} == created
+    assert len(standin.tab_values(sid, mapping.tabs["changelog"].title)) > 1  # its rows went in, 8 wide
+
+
+def test_a_write_past_googles_cell_limit_is_refused_whole_and_the_error_says_what_to_do(standin, mapping):
+    """Google counts every tab's whole grid against a spreadsheet's limit and refuses a write that
+    passes it; the run stops saying how to make room, and nothing is written."""
+    sid = new_id()
+    standin.add_spreadsheet(sid, team())
+    used = sum(s["properties"]["gridProperties"]["rowCount"] * s["properties"]["gridProperties"]["columnCount"]
+               for s in api(standin, "GET", f"/v4/spreadsheets/{sid}")["sheets"])
+    standin.add_spreadsheet(sid, team(), cell_limit=used + 500)  # room for no new tab (100 rows each)
+    before = cells(standin, sid)
+    with pytest.raises(SheetsError) as refused:
+        run(book_for(standin, sid, mapping), mapping, NOW, quiet)
+    text = str(refused.value)
+    assert f"above the limit of {used + 500} cells" in text and "変更履歴" in text and "was not applied" in text
+    assert cells(standin, sid) == before
+    standin.add_spreadsheet(sid, team(), cell_limit=used + 20_000)  # room for the new tabs: the same run goes through
+    assert run(book_for(standin, sid, mapping), mapping, NOW, quiet).plan
+
+
 # --------------------------------------------------------------------------- a person at work
 
 

@@ -314,6 +314,28 @@ def test_batch_update_is_atomic(team):
     assert titles == ["予約", "Sheet1"]
 
 
+def test_the_cell_limit_counts_whole_grids_and_refuses_the_write_that_passes_it(standin):
+    """Google's limit is per spreadsheet, over every tab's rows x columns, blank cells included
+    (the pygsheets issue #589 quotes its answer). A write past it changes nothing; one that stays
+    under it goes through."""
+    standin.add_spreadsheet(ID, {"Sheet1": [["a"]]}, cell_limit=27_000)  # one 1000 x 26 grid: 26,000
+    grow = {"requests": [{"addSheet": {"properties": {"title": "新規", "gridProperties": {"rowCount": 100, "columnCount": 8}}}},
+                         {"appendDimension": {"sheetId": 0, "dimension": "ROWS", "length": 10}}]}
+    answer = api(standin, "POST", f"/v4/spreadsheets/{ID}:batchUpdate", json=grow)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {"code": 400, "status": "INVALID_ARGUMENT", "message": (
+        "Invalid requests[1].appendDimension: This action would increase the number of cells in the workbook "
+        "above the limit of 27000 cells.")}
+    appended = api(standin, "POST", f"/v4/spreadsheets/{ID}/values/Sheet1!A1:append",
+                   params={"valueInputOption": "RAW"}, json={"values": [["b"]] * 2000})  # 2,001 rows x 26
+    assert appended.status_code == 400 and "above the limit of 27000 cells" in appended.json()["error"]["message"]
+    sheets = api(standin, "GET", f"/v4/spreadsheets/{ID}").json()["sheets"]
+    assert [s["properties"]["gridProperties"]["rowCount"] for s in sheets] == [1000]  # neither write landed
+    assert standin.tab_values(ID, "Sheet1") == [["a"]]
+    grow["requests"] = grow["requests"][:1]  # 26,800 cells: under the limit
+    assert api(standin, "POST", f"/v4/spreadsheets/{ID}:batchUpdate", json=grow).status_code == 200
+
+
 def test_values_batch_update_is_atomic(team):
     data = [{"range": "Sheet1!A1", "values": [["ok"]]}, {"range": "Nope!A1", "values": [["x"]]}]
     answer = api(team, "POST", f"/v4/spreadsheets/{ID}/values:batchUpdate",

@@ -74,7 +74,10 @@ SERIAL_MIN = (dt.datetime(1990, 1, 1) - EPOCH).days  # check's plausible years: 
 SERIAL_MAX = (dt.datetime(2101, 1, 1) - EPOCH).days
 DATETIME_FORMAT = {"type": "DATE_TIME", "pattern": "yyyy/mm/dd hh:mm"}
 DATE_FORMAT = {"type": "DATE", "pattern": "yyyy/mm/dd"}
-NEW_TAB_ROWS, NEW_TAB_COLS = 100, 26  # (Google's UI default is 1000 rows); grows by appendDimension
+# A tab the pipeline creates: 100 rows (grown by appendDimension), and exactly as wide as its headers,
+# not the UI's 26 columns: Google counts every grid cell against a spreadsheet's 10M-cell limit, and
+# 変更履歴 (8 columns) grows by a row per change
+NEW_TAB_ROWS = 100
 READ_OPTIONS = {"valueRenderOption": "UNFORMATTED_VALUE", "dateTimeRenderOption": "SERIAL_NUMBER",
                 "majorDimension": "ROWS"}
 METADATA_FIELDS = "spreadsheetId,properties(title,locale,timeZone),sheets.properties(sheetId,title,gridProperties)"
@@ -516,6 +519,11 @@ class GoogleWorkbook:
             return SheetsError(f"Google refused the credentials{self._source()} (HTTP 401)")
         message = exc.error.get("message") if isinstance(exc.error, dict) else None
         message = " ".join(str(message or f"HTTP {status}").split())[:300]
+        if "above the limit of" in message and "cells" in message:
+            return SheetsError(
+                f"spreadsheet {alias}: Google refused the write, which was not applied: the spreadsheet would pass "
+                f"Google's cell limit ({message}). Give 変更履歴 (or other tabs) a spreadsheet of their own "
+                "(`spreadsheet:` in mappings/tabs.yaml, --spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
         return SheetsError(f"spreadsheet {alias}: Google refused a request while {what}: {message}")
 
     def auth_error(self, exc: BaseException) -> SheetsError:
@@ -749,7 +757,7 @@ class _Transaction:
             states[title] = _State(self.wb, book, title, rows, size)
         for change in self.pending.get(alias, []):
             if change.new_tab:
-                size = (NEW_TAB_ROWS, max(NEW_TAB_COLS, len(change.headers)))
+                size = (NEW_TAB_ROWS, len(change.headers))
                 states[change.title] = _State(self.wb, book, change.title, [list(change.headers)], size)
         self.loaded[alias] = states
 
@@ -792,7 +800,7 @@ class _Transaction:
             if change.new_tab:
                 sheet_id = _new_sheet_id(taken)
                 taken.add(sheet_id)
-                tab = _Tab(sheet_id, NEW_TAB_ROWS, max(NEW_TAB_COLS, len(headers)), 1)
+                tab = _Tab(sheet_id, NEW_TAB_ROWS, len(headers), 1)
                 batch.new_tabs[title] = tab
                 batch.requests.append({"addSheet": {"properties": {
                     "sheetId": sheet_id, "title": title,
