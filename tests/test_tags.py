@@ -278,16 +278,18 @@ def test_a_cancel_lists_the_message_its_kind_asks_for(mapping, kind, title, cale
     assert len(ops(book, 操作="メッセージ送信")) == 1  # once per booking
 
 
-@pytest.mark.parametrize("body", [
-    "{customer_name} 様、{customer_name} 様\n{calendar_url}",  # plain, twice: formatted once, the name put in
-    "{customer_name:>12}様 {calendar_url}",  # a format spec: formatted per message
-    "{customer_name!r}様",  # a conversion: formatted per message
-    "{customer_name[0]}様 {{customer_name}}",  # an index, and the name as escaped text: formatted per message
-    "\x00{customer_name}様",  # the stand-in itself in the text: formatted per message
+@pytest.mark.parametrize(("body", "url"), [
+    ("{customer_name} 様、{customer_name} 様\n{calendar_url}", None),  # plain, twice: formatted once, the name put in
+    ("{customer_name:>12}様 {calendar_url}", None),  # a format spec: formatted per message
+    ("{customer_name!r}様", None),  # a conversion: formatted per message
+    ("{customer_name[0]}様 {{customer_name}}", None),  # an index, and the name as escaped text: per message
+    ("\x00{customer_name}様", None),  # the stand-in itself in the text: formatted per message
+    ("{customer_name}様 {calendar_url}", "https://example.com/\x00"),  # ... or in the calendar's address
 ])
-def test_a_cancel_message_reads_as_its_template_formatted_for_that_customer(mapping, body):
+def test_a_cancel_message_reads_as_its_template_formatted_for_that_customer(mapping, body, url):
     template = mapping.templates["line_rebooking"].model_copy(update={"body": body})
-    mapping = mapping.model_copy(update={"templates": {**mapping.templates, "line_rebooking": template}})
+    tags = mapping.tags.model_copy(update={"rebooking_calendar_url": url or mapping.tags.rebooking_calendar_url})
+    mapping = mapping.model_copy(update={"templates": {**mapping.templates, "line_rebooking": template}, "tags": tags})
     customers = [customer("C1", "\x00山田", "太郎"), customer("C2", "鈴木", "花子")]
     bookings = [booking(f"R{i}", f"C{i}", AT, "キャンセル", キャンセル区分="日程変更希望") for i in (1, 2)]
     plan = customer_tags(check(team_tabs(customers, bookings), mapping), NOW, mapping)
