@@ -41,6 +41,7 @@ class RunSummary:
     problems: list[Problem]
     report: ApplyReport = field(default_factory=ApplyReport)
     deliveries: list[Delivery] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the workbook's own (a spreadsheet nearly full)
 
     @property
     def sent(self) -> int:
@@ -107,10 +108,10 @@ def run(
             rows_read={t.spec.title: len(t.data) for t in frames.tables.values() if t.exists},
             plan=plan, problems=list({p.problem_id: p for p in [*frames.problems, *plan.problems]}.values()),
         )
-        if dry_run:
-            return summary
-        summary.report, outgoing = step(write_step)(book, frames, plan, mapping, info)
-        summary.deliveries = step(tell_step)(book, frames, outgoing, mapping, info, send)
+        if not dry_run:
+            summary.report, outgoing = step(write_step)(book, frames, plan, mapping, info)
+            summary.deliveries = step(tell_step)(book, frames, outgoing, mapping, info, send)
+        summary.notes = book.notes()
         return summary
 
 

@@ -57,3 +57,5 @@ def print_summary(summary: RunSummary, mapping: Mapping, console: Console, *, sh
     console.print(t)
     for line in summary.plan.log:  # what a rule chose not to do yet, and why (a merge waiting for staff)
         console.print(f"note: {line}", markup=False, highlight=False)
+    for line in summary.notes:  # the workbook's own: a spreadsheet nearly full
+        console.print(f"warning: {line}", markup=False, highlight=False, style="bold yellow")

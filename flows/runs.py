@@ -64,6 +64,7 @@ def publish(summary: RunSummary, source_link: str, tab_link: Callable[[str], str
         f"- input problems: {len(summary.problems)}",
         f"- notifications: {summary.sent} sent, {summary.failed} failed",
         *(f"- note: {line}" for line in summary.plan.log),
+        *(f"- **warning**: {line}" for line in summary.notes),
     ])
     create_markdown_artifact(key=f"{kind}-summary", markdown=md, description="What this run read, wrote and sent")
     rows = [
@@ -111,4 +112,6 @@ def execute(kind: str, runner: Runner, *, workbook: str | None, spreadsheet: str
     logger.info("%s: planned %s edits, %s new rows, %s removals; written %s cells, skipped %s; sent %s, failed %s",
                 kind, len(summary.plan.edits), len(summary.plan.appends), len(summary.plan.deletes),
                 r.cells_written, len(r.skipped), summary.sent, summary.failed)
+    for line in summary.notes:
+        logger.warning(line)
     return summary

@@ -255,6 +255,30 @@ def test_a_write_past_googles_cell_limit_is_refused_whole_and_the_error_says_wha
     assert run(book_for(standin, sid, mapping), mapping, NOW, quiet).plan
 
 
+def test_a_spreadsheet_near_googles_cell_limit_is_said_after_each_run(standin, mapping):
+    """Past the limit every write is refused, run after run: the run says so from 80% on, while there
+    is room to move 変更履歴 out (in the summary, the CLI's output and the flow's log)."""
+    from rich.console import Console
+
+    from flows.report import print_summary
+
+    sid = new_id()
+    standin.add_spreadsheet(sid, team())
+    assert run(book_for(standin, sid, mapping), mapping, NOW, quiet).notes == []
+    memo = {"addSheet": {"properties": {"title": "メモ", "gridProperties": {"rowCount": 310_000, "columnCount": 26}}}}
+    api(standin, "POST", f"/v4/spreadsheets/{sid}:batchUpdate", json={"requests": [memo]})  # staff's own tab, 8.06M cells
+    used = sum(s["properties"]["gridProperties"]["rowCount"] * s["properties"]["gridProperties"]["columnCount"]
+               for s in api(standin, "GET", f"/v4/spreadsheets/{sid}")["sheets"])
+    for dry_run in (True, False):
+        summary = run(book_for(standin, sid, mapping), mapping, NOW, quiet, dry_run=dry_run)
+        [note] = summary.notes
+        assert note.startswith(f"spreadsheet main holds {used:,} of Google's 10,000,000 cells ({used / 10**7:.0%})")
+        assert "変更履歴" in note and "--spreadsheet ALIAS=ID" in note
+    console = Console(record=True, width=400)
+    print_summary(summary, mapping, console, show_diff=False)
+    assert f"warning: {note}" in console.export_text()
+
+
 # --------------------------------------------------------------------------- a person at work
 
 

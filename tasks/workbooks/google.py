@@ -78,6 +78,8 @@ DATE_FORMAT = {"type": "DATE", "pattern": "yyyy/mm/dd"}
 # not the UI's 26 columns: Google counts every grid cell against a spreadsheet's 10M-cell limit, and
 # 変更履歴 (8 columns) grows by a row per change
 NEW_TAB_ROWS = 100
+CELL_LIMIT = 10_000_000  # Google's, per spreadsheet, over every tab's whole grid
+CELL_WARNING = 0.8  # share of the limit from which a run says so
 READ_OPTIONS = {"valueRenderOption": "UNFORMATTED_VALUE", "dateTimeRenderOption": "SERIAL_NUMBER",
                 "majorDimension": "ROWS"}
 METADATA_FIELDS = "spreadsheetId,properties(title,locale,timeZone),sheets.properties(sheetId,title,gridProperties)"
@@ -386,6 +388,19 @@ class GoogleWorkbook:
         tab = self._books[alias].tabs.get(title) if alias in self._books else None
         url = f"https://docs.google.com/spreadsheets/d/{self.spreadsheets[alias]}/edit"
         return f"{url}#gid={tab.sheet_id}" if tab else url
+
+    def notes(self) -> list[str]:
+        """A spreadsheet near Google's cell limit, from the grid sizes known now (metadata read at the
+        start, grown by this run's writes; 変更履歴's appended rows not counted): said while there is
+        room left, since a write past the limit is refused whole, run after run."""
+        out = []
+        for alias, book in self._books.items():
+            used = sum(tab.rows * tab.cols for tab in book.tabs.values())
+            if used >= CELL_WARNING * CELL_LIMIT:
+                out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): past "
+                           "the limit every write is refused. Give 変更履歴 (or other tabs) a spreadsheet of their own "
+                           "(`spreadsheet:` in mappings/tabs.yaml, --spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
+        return out
 
     @property
     def time_zones(self) -> dict[str, str]:

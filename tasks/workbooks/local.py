@@ -34,6 +34,9 @@ class LocalWorkbook:
     def __str__(self) -> str:
         return str(self.path)
 
+    def notes(self) -> list[str]:
+        return []
+
     def read(self) -> dict[str, list[list[Any]]]:
         if not self.path.exists():
             raise FileNotFoundError(f"workbook not found: {self.path}")

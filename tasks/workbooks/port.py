@@ -57,6 +57,9 @@ class Workbook(Protocol):
     def transaction(self, titles: list[str]) -> Any:
         """A context manager yielding a Transaction; leaving it without error commits."""
 
+    def notes(self) -> list[str]:
+        """What a person running it should know about the workbook itself (nearly full), after a run."""
+
 
 def apply_plan(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo, *, structure: bool = True) -> ApplyReport:
     """Apply a plan: structure, compare-and-set resolution, one write including the change log."""
