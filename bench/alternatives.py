@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.reconcile import NOW, SEED, _quiet, a_day_later
+from bench.reconcile import NOW, SEED, _quiet, a_day_later, pipeline_titles
 from tests.sheets_standin import SheetsStandin, gspread_client, service_account_info, split_range
 
 SID = "1BenchTeamSheet"
@@ -428,7 +428,7 @@ def prepare(standin: CountingStandin, size: int, *, seed: int = SEED) -> Prepare
 
     mapping = load_mapping()
     memory, activity = a_day_later(generate_frames(size, seed=seed, now=NOW.to_pydatetime()), mapping, seed=seed)
-    standin.add_spreadsheet(SID, memory.tabs, title="営業チーム")
+    standin.add_spreadsheet(SID, memory.tabs, title="営業チーム", fitted=pipeline_titles(mapping))
     book = GoogleWorkbook(SID, credentials=service_account_info(standin.url), endpoint=standin.url, mapping=mapping,
                           backoff=Backoff(sleep=lambda _s: None))
     plan = run(book, mapping, NOW, _quiet, dry_run=True).plan

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from bench.alternatives import CountingStandin
-from bench.reconcile import NOW, SEED, _quiet, a_day_later
+from bench.reconcile import NOW, SEED, _quiet, a_day_later, pipeline_titles
 from tests.sheets_standin import service_account_info
 
 SID = "1BenchLogSheet"
@@ -36,7 +36,7 @@ def measure(size: int, log_rows: int, *, seed: int = SEED) -> dict[str, Any]:
     first_run_rows = len(log) - 1
     log += [list(log[1]) for _ in range(log_rows)]
     with CountingStandin() as standin:
-        standin.add_spreadsheet(SID, memory.tabs)
+        standin.add_spreadsheet(SID, memory.tabs, fitted=pipeline_titles(mapping))
         book = GoogleWorkbook(SID, credentials=service_account_info(standin.url), endpoint=standin.url,
                               mapping=mapping, backoff=Backoff(sleep=lambda _s: None))
         standin.reset_counts()

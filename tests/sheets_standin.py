@@ -45,7 +45,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -1662,15 +1662,21 @@ class SheetsStandin:
     # -- spreadsheets --------------------------------------------------------
 
     def add_spreadsheet(self, spreadsheet_id: str, tabs: dict[str, list[list]], title: str = "test",
-                        cell_limit: int = CELL_LIMIT) -> None:
-        """Create (or replace) a spreadsheet; each tab gets at least the default 1000x26 grid."""
+                        cell_limit: int = CELL_LIMIT, fitted: Iterable[str] = ()) -> None:
+        """Create (or replace) a spreadsheet; each tab gets at least the default 1000x26 grid, but a
+        `fitted` one exactly its rows (as the pipeline creates its tabs). Google holds no spreadsheet
+        past its cell limit, so neither does this (ValueError)."""
         book = Spreadsheet(spreadsheet_id, title, cell_limit)
+        fitted = set(fitted)
         for tab, rows in (tabs or {"Sheet1": []}).items():
             width = max((len(r) for r in rows), default=0)
-            sheet = book.add_sheet(tab, max(DEFAULT_ROWS, len(rows)), max(DEFAULT_COLS, width))
+            least = (1, 1) if tab in fitted else (DEFAULT_ROWS, DEFAULT_COLS)
+            sheet = book.add_sheet(tab, max(least[0], len(rows)), max(least[1], width))
             for r, line in enumerate(rows):
                 for c, value in enumerate(line):
                     sheet.put(r, c, python_cell(value))
+        if book.cells() > cell_limit:
+            raise ValueError(f"spreadsheet {spreadsheet_id}: {book.cells():,} grid cells, over the limit of {cell_limit:,}")
         with self._lock:
             self._books[spreadsheet_id] = book
 

@@ -336,6 +336,23 @@ def test_the_cell_limit_counts_whole_grids_and_refuses_the_write_that_passes_it(
     assert api(standin, "POST", f"/v4/spreadsheets/{ID}:batchUpdate", json=grow).status_code == 200
 
 
+def test_a_spreadsheet_past_the_limit_can_shrink_but_not_grow_and_none_is_built_past_it(standin):
+    standin.add_spreadsheet(ID, {"Sheet1": [["a"]], "ログ": [["h1", "h2"], ["x", "y"]]}, fitted=["ログ"])
+    sizes = [s["properties"]["gridProperties"] for s in api(standin, "GET", f"/v4/spreadsheets/{ID}").json()["sheets"]]
+    assert sizes == [{"rowCount": 1000, "columnCount": 26}, {"rowCount": 2, "columnCount": 2}]  # fitted: its rows
+    with standin._lock:
+        standin._book(ID).cell_limit = 20_000  # Google lowered it under a spreadsheet (it was 5M once)
+    shrink = {"deleteDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": 500, "endIndex": 600}}}
+    assert api(standin, "POST", f"/v4/spreadsheets/{ID}:batchUpdate", json={"requests": [shrink]}).status_code == 200
+    typed = api(standin, "PUT", f"/v4/spreadsheets/{ID}/values/Sheet1!B2", params={"valueInputOption": "RAW"},
+                json={"values": [["b"]]})
+    assert typed.status_code == 200  # values within the grid: no cell more
+    grow = {"appendDimension": {"sheetId": 0, "dimension": "ROWS", "length": 1}}
+    assert api(standin, "POST", f"/v4/spreadsheets/{ID}:batchUpdate", json={"requests": [grow]}).status_code == 400
+    with pytest.raises(ValueError, match="over the limit"):
+        standin.add_spreadsheet("other", {"Sheet1": []}, cell_limit=25_999)
+
+
 def test_values_batch_update_is_atomic(team):
     data = [{"range": "Sheet1!A1", "values": [["ok"]]}, {"range": "Nope!A1", "values": [["x"]]}]
     answer = api(team, "POST", f"/v4/spreadsheets/{ID}/values:batchUpdate",

@@ -316,6 +316,7 @@ class _Book:
     tz: ZoneInfo
     tabs: dict[str, _Tab]
     header_rows: dict[str, list[Any]] = field(default_factory=dict)  # API row 1 of the tabs read
+    appended_cells: int = 0  # by this run's appendCells (Google grows the grid; its size is not re-read)
 
 
 @dataclass
@@ -391,11 +392,11 @@ class GoogleWorkbook:
 
     def notes(self) -> list[str]:
         """A spreadsheet near Google's cell limit, from the grid sizes known now (metadata read at the
-        start, grown by this run's writes; 変更履歴's appended rows not counted): said while there is
-        room left, since a write past the limit is refused whole, run after run."""
+        start, grown by this run's writes; 変更履歴's appended rows at most, as if no blank row took
+        them): said while there is room left, since a write past the limit is refused whole, run after run."""
         out = []
         for alias, book in self._books.items():
-            used = sum(tab.rows * tab.cols for tab in book.tabs.values())
+            used = sum(tab.rows * tab.cols for tab in book.tabs.values()) + book.appended_cells
             if used >= CELL_WARNING * CELL_LIMIT:
                 out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): past "
                            "the limit every write is refused. Give 変更履歴 (or other tabs) a spreadsheet of their own "
@@ -972,6 +973,9 @@ class _Transaction:
         """After a landed write: the new tabs, header rows and grid sizes, for the tell step's write
         (an append-only tab's rows are placed by Google: its size is not tracked here)."""
         book.tabs.update(batch.new_tabs)
+        for title, rows in batch.appended.items():
+            tab = book.tabs.get(title)
+            book.appended_cells += len(rows) * (tab.cols if tab else max(map(len, rows), default=0))
         for title, rows in batch.after.items():
             if rows:
                 book.header_rows[title] = list(rows[0])
