@@ -53,7 +53,22 @@ def publish(summary: RunSummary, source_link: str, tab_link: Callable[[str], str
             kind: str = "reconcile") -> None:
     """A markdown summary and a capped table of the changes, each linked to its tab (or the sheet)."""
     r = summary.report
-    md = "\n".join([
+    create_markdown_artifact(key=f"{kind}-summary", markdown=summary_markdown(summary, source_link, kind),
+                             description="What this run read, wrote and sent")
+    rows = [
+        {"tab": tab, "key": key, "field": field, "old": shown(old), "new": shown(new), "reason": reason,
+         "sheet": tab_link(tab) if tab_link else source_link}
+        for tab, key, field, old, new, reason in r.changes[:MAX_TABLE_ROWS]
+    ]
+    if rows:
+        create_table_artifact(key=f"{kind}-changes", table=rows,
+                              description=f"First {len(rows)} of {len(r.changes)} changes")
+
+
+def summary_markdown(summary: RunSummary, source_link: str, kind: str = "reconcile") -> str:
+    """The run's summary artifact: what it read, wrote and sent, and what a person should know."""
+    r = summary.report
+    return "\n".join([
         f"# {kind.capitalize()} {summary.run_id}",
         f"- source: {source_link}",
         f"- now: {summary.now:%Y-%m-%d %H:%M} JST{' (dry run)' if summary.dry_run else ''}",
@@ -66,15 +81,6 @@ def publish(summary: RunSummary, source_link: str, tab_link: Callable[[str], str
         *(f"- note: {line}" for line in summary.plan.log),
         *(f"- **warning**: {line}" for line in summary.notes),
     ])
-    create_markdown_artifact(key=f"{kind}-summary", markdown=md, description="What this run read, wrote and sent")
-    rows = [
-        {"tab": tab, "key": key, "field": field, "old": shown(old), "new": shown(new), "reason": reason,
-         "sheet": tab_link(tab) if tab_link else source_link}
-        for tab, key, field, old, new, reason in r.changes[:MAX_TABLE_ROWS]
-    ]
-    if rows:
-        create_table_artifact(key=f"{kind}-changes", table=rows,
-                              description=f"First {len(rows)} of {len(r.changes)} changes")
 
 
 def tell_ops(flow_obj, run_obj, state) -> None:

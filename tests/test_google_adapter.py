@@ -263,10 +263,11 @@ def test_a_write_past_googles_cell_limit_is_refused_whole_and_the_error_says_wha
 
 def test_a_spreadsheet_near_googles_cell_limit_is_said_after_each_run(standin, mapping):
     """Past the limit every write is refused, run after run: the run says so from 80% on, while there
-    is room to move 変更履歴 out (in the summary, the CLI's output and the flow's log)."""
+    is room to move 変更履歴 out (in the summary, the CLI's output and the flow's summary artifact)."""
     from rich.console import Console
 
     from flows.report import print_summary
+    from flows.runs import summary_markdown
 
     sid = new_id()
     standin.add_spreadsheet(sid, team())
@@ -282,6 +283,7 @@ def test_a_spreadsheet_near_googles_cell_limit_is_said_after_each_run(standin, m
     console = Console(record=True, width=400)
     print_summary(summary, mapping, console, show_diff=False)
     assert f"warning: {note}" in console.export_text()
+    assert f"- **warning**: {note}" in summary_markdown(summary, "link").splitlines()  # the flow's artifact
 
 
 def test_the_warning_counts_the_rows_this_run_appended_to_the_change_log(standin, mapping):
