@@ -316,7 +316,6 @@ class _Book:
     tz: ZoneInfo
     tabs: dict[str, _Tab]
     header_rows: dict[str, list[Any]] = field(default_factory=dict)  # API row 1 of the tabs read
-    appended_cells: int = 0  # by this run's appendCells (Google grows the grid; its size is not re-read)
 
 
 @dataclass
@@ -391,12 +390,12 @@ class GoogleWorkbook:
         return f"{url}#gid={tab.sheet_id}" if tab else url
 
     def notes(self) -> list[str]:
-        """A spreadsheet near Google's cell limit, from the grid sizes known now (metadata read at the
-        start, grown by this run's writes; 変更履歴's appended rows at most, as if no blank row took
-        them): said while there is room left, since a write past the limit is refused whole, run after run."""
+        """A spreadsheet near Google's cell limit, from the grid sizes known now (the metadata read at the
+        start, grown by this run's writes): said while there is room left, since a write past the limit
+        is refused whole, run after run."""
         out = []
         for alias, book in self._books.items():
-            used = sum(tab.rows * tab.cols for tab in book.tabs.values()) + book.appended_cells
+            used = sum(tab.rows * tab.cols for tab in book.tabs.values())
             if used >= CELL_WARNING * CELL_LIMIT:
                 out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): past "
                            "the limit every write is refused. Give 変更履歴 (or other tabs) a spreadsheet of their own "
@@ -970,19 +969,17 @@ class _Transaction:
         return _trimmed(rows[:1]) + (appended if landed else [])
 
     def _remember(self, book: _Book, batch: _Batch) -> None:
-        """After a landed write: the new tabs, header rows and grid sizes, for the tell step's write
-        (an append-only tab's rows are placed by Google: its size is not tracked here)."""
+        """After a landed write: the new tabs, header rows and grid sizes, for the tell step's write and
+        the run's notes. An append-only tab's rows are placed by Google below its last row with data:
+        its grid is not re-read, and grows by them at most."""
         book.tabs.update(batch.new_tabs)
-        for title, rows in batch.appended.items():
-            tab = book.tabs.get(title)
-            book.appended_cells += len(rows) * (tab.cols if tab else max(map(len, rows), default=0))
         for title, rows in batch.after.items():
             if rows:
                 book.header_rows[title] = list(rows[0])
             tab = book.tabs.get(title)
             if tab and rows:
                 tab.cols = max(tab.cols, len(rows[0]))
-                tab.rows = max(tab.rows, len(rows))
+                tab.rows = tab.rows + len(batch.appended[title]) if title in batch.appended else max(tab.rows, len(rows))
                 tab.frozen = tab.frozen or 1
 
 
