@@ -123,7 +123,6 @@ class NewOperations:
 
 def _line_customers(frames: Frames) -> dict[str, tuple[str | None, str, str | None]]:
     c = frames["customers"].data
-    family, given = ([p if isinstance(p, str) else "" for p in c[f].tolist()] for f in ("family_name", "given_name"))
-    names = [f"{a} {b}" if a and b else a or b for a, b in zip(family, given, strict=True)]  # _full_name, inlined
+    names = map(_full_name, c["family_name"].tolist(), c["given_name"].tolist())
     known = zip(nones(c["line_user_id"]), names, nones(c["salesperson"]), strict=True)
     return dict(zip(c.index.tolist(), known, strict=True))

@@ -80,6 +80,8 @@ DATE_FORMAT = {"type": "DATE", "pattern": "yyyy/mm/dd"}
 NEW_TAB_ROWS = 100
 CELL_LIMIT = 10_000_000  # Google's, per spreadsheet, over every tab's whole grid
 CELL_WARNING = 0.8  # share of the limit from which a run says so
+MAKE_ROOM = ("Give 変更履歴 (or other tabs) a spreadsheet of their own (`spreadsheet:` in mappings/tabs.yaml, "
+             "--spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
 READ_OPTIONS = {"valueRenderOption": "UNFORMATTED_VALUE", "dateTimeRenderOption": "SERIAL_NUMBER",
                 "majorDimension": "ROWS"}
 METADATA_FIELDS = "spreadsheetId,properties(title,locale,timeZone),sheets.properties(sheetId,title,gridProperties)"
@@ -397,9 +399,8 @@ class GoogleWorkbook:
         for alias, book in self._books.items():
             used = sum(tab.rows * tab.cols for tab in book.tabs.values())
             if used >= CELL_WARNING * CELL_LIMIT:
-                out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): past "
-                           "the limit every write is refused. Give 変更履歴 (or other tabs) a spreadsheet of their own "
-                           "(`spreadsheet:` in mappings/tabs.yaml, --spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
+                out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): "
+                           f"past the limit every write is refused. {MAKE_ROOM}")
         return out
 
     @property
@@ -535,10 +536,8 @@ class GoogleWorkbook:
         message = exc.error.get("message") if isinstance(exc.error, dict) else None
         message = " ".join(str(message or f"HTTP {status}").split())[:300]
         if "above the limit of" in message and "cells" in message:
-            return SheetsError(
-                f"spreadsheet {alias}: Google refused the write, which was not applied: the spreadsheet would pass "
-                f"Google's cell limit ({message}). Give 変更履歴 (or other tabs) a spreadsheet of their own "
-                "(`spreadsheet:` in mappings/tabs.yaml, --spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
+            return SheetsError(f"spreadsheet {alias}: Google refused the write, which was not applied: the spreadsheet "
+                               f"would pass Google's cell limit ({message}). {MAKE_ROOM}")
         return SheetsError(f"spreadsheet {alias}: Google refused a request while {what}: {message}")
 
     def auth_error(self, exc: BaseException) -> SheetsError:
