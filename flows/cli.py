@@ -16,11 +16,13 @@ from tasks.mapping import MappingError, load_mapping
 from tasks.notify import RouteConfigError
 from tasks.workbooks.credentials import CredentialsError
 from tasks.workbooks.google import SheetsError
+from tasks.workbooks.local import WorkbookFull
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
-EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, CredentialsError, RouteConfigError)  # plain words
+EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, WorkbookFull, CredentialsError,
+            RouteConfigError)  # plain words
 ROUTES_HELP = "Notification routing: YAML/TOML, 宛先 -> Apprise URLs (also SALESOPS_ROUTE_<NAME>=url). Default: the console."
 
 

@@ -7,7 +7,9 @@ import shutil
 
 import openpyxl
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.pipeline import run
 from tasks.check import InputError, check
 from tasks.mapping import MappingError, load_mapping
@@ -118,6 +120,56 @@ def test_dry_run_leaves_the_file_byte_for_byte(team, mapping):
     summary = run(LocalWorkbook(team), mapping, NOW, record, dry_run=True)
     assert summary.plan.size > 0
     assert team.read_bytes() == before
+
+
+def _log_down_to(path, row: int, mapping) -> None:
+    """変更履歴 with its headers and a person's note on `row` (a log grown that far; the rows between
+    are empty, which keeps the file small: the run appends below the last row with data)."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb.create_sheet(mapping.tabs["changelog"].title)
+    ws.append([c.header for c in mapping.tabs["changelog"].columns])
+    ws.cell(row, 1, "ここまで保管済み")
+    wb.save(path)
+
+
+def test_a_write_past_the_xlsx_row_limit_is_refused_whole_and_says_what_to_do(team, mapping):
+    """An .xlsx sheet holds 1,048,576 rows and the log grows by a row per changed cell: a run whose
+    log rows would pass that stops before any cell is set, saying how to make room (openpyxl alone
+    stops mid-write with a bare ValueError)."""
+    from tasks.workbooks.local import MAX_ROW, WorkbookFull
+
+    _log_down_to(team, MAX_ROW - 5, mapping)  # room for 5 log rows; the first run logs dozens
+    before = team.read_bytes()
+    with pytest.raises(WorkbookFull) as refused:
+        run(LocalWorkbook(team), mapping, NOW, record)
+    text = str(refused.value)
+    assert "tab 変更履歴 would need" in text and "1,048,576" in text and "nothing was written" in text
+    assert "older rows to another file" in text
+    assert team.read_bytes() == before
+    cli = CliRunner().invoke(app, ["reconcile", "--workbook", str(team), "--now", "2026-11-20T10:00+09:00"],
+                             env={"PREFECT_API_URL": ""})
+    assert cli.exit_code == 2 and "error: workbook team.xlsx: tab 変更履歴 would need" in cli.output
+    assert cli.exception is None or isinstance(cli.exception, SystemExit)  # said in words, not a traceback
+    assert team.read_bytes() == before
+    wb = openpyxl.load_workbook(team)
+    wb["変更履歴"].cell(MAX_ROW - 5, 1).value = None  # the person moved the old rows out
+    wb.save(team)
+    assert run(LocalWorkbook(team), mapping, NOW, record).report.rows_added > 5
+
+
+def test_a_workbook_near_the_xlsx_row_limit_is_said_by_the_run_that_crosses_80_percent(team, mapping):
+    """From 80% of a sheet's rows each run says so (in its summary, and so in the CLI's output and the
+    flow's artifact, as for Google's cell limit), counting the rows this run appended."""
+    from tasks.workbooks.local import MAX_ROW
+
+    assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).notes == []
+    _log_down_to(team, int(0.8 * MAX_ROW) - 3, mapping)  # 3 rows short: this run's log rows cross 80%
+    assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).notes == []
+    summary = run(LocalWorkbook(team), mapping, NOW, record)
+    [note] = summary.notes
+    assert note.startswith("workbook team.xlsx: tab 変更履歴 holds 838,") and "(80%)" in note
+    assert "older rows to another file" in note
+    assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).notes == [note]  # and every run after
 
 
 def test_formula_looking_text_is_stored_as_text(tmp_path, mapping):

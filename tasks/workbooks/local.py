@@ -3,6 +3,10 @@
 Reads every tab in one streaming pass; writes by loading the file again (the state at write
 time, for compare-and-set), changing only the resolved cells and replacing the file atomically,
 so a crash never leaves a half-written workbook and an empty plan never touches the file.
+
+An .xlsx sheet holds at most 1,048,576 rows (Excel's limit, which openpyxl enforces), and 変更履歴
+grows by a row per changed cell: a write that would pass it is refused whole with what to do,
+and from 80% each run says so (`notes`), while there is room to act.
 """
 
 from __future__ import annotations
@@ -19,12 +23,20 @@ import openpyxl
 import pandas as pd
 from openpyxl.cell.cell import MergedCell
 from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.xml.constants import MAX_ROW
 
 from tasks.normalize import cell_text
 from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
 DATE_FORMAT = "yyyy/mm/dd"
+ROW_WARNING = 0.8  # share of an .xlsx sheet's rows from which a run says so
+MAKE_ROOM = ("Move 変更履歴's older rows to another file (no rule reads them; keep its header row), "
+             "or connect a Google Sheet: README, 'Connect your Google Sheet'")
+
+
+class WorkbookFull(ValueError):
+    """A write would pass the rows an .xlsx sheet can hold; nothing was written."""
 
 
 class LocalWorkbook:
@@ -35,7 +47,17 @@ class LocalWorkbook:
         return str(self.path)
 
     def notes(self) -> list[str]:
-        return []
+        """A sheet near the .xlsx row limit, from the rows the file records for it now."""
+        if not self.path.exists():
+            return []
+        wb = openpyxl.load_workbook(self.path, read_only=True)
+        try:
+            rows = {ws.title: ws.max_row or 0 for ws in wb.worksheets}
+        finally:
+            wb.close()
+        return [f"workbook {self.path.name}: tab {title} holds {n:,} of the {MAX_ROW:,} rows an .xlsx sheet can "
+                f"hold ({n / MAX_ROW:.0%}): past them every write is refused. {MAKE_ROOM}"
+                for title, n in rows.items() if n >= ROW_WARNING * MAX_ROW]
 
     def read(self) -> dict[str, list[list[Any]]]:
         if not self.path.exists():
@@ -50,15 +72,16 @@ class LocalWorkbook:
     def transaction(self, titles: list[str]) -> Iterator[_Transaction]:
         del titles  # a local file is loaded whole
         wb = openpyxl.load_workbook(self.path)
-        tx = _Transaction(wb)
+        tx = _Transaction(wb, self.path.name)
         yield tx
         if tx.dirty:
             _save_atomically(wb, self.path)
 
 
 class _Transaction:
-    def __init__(self, wb: openpyxl.Workbook):
+    def __init__(self, wb: openpyxl.Workbook, name: str):
         self.wb = wb
+        self.name = name
         self.dirty = False
 
     def headers(self) -> dict[str, list[str] | None]:
@@ -76,6 +99,7 @@ class _Transaction:
         return {t: _SheetState(self.wb[t]) for t in titles if t in self.wb.sheetnames}
 
     def write(self, writes: list[TabWrite]) -> None:
+        self._check_room(writes)
         for write in writes:
             ws = self.wb[write.title]
             for row, col, value in write.cells:
@@ -88,6 +112,19 @@ class _Transaction:
             for row in write.deletes:
                 _delete_row(ws, row)
             self.dirty = True
+
+    def _check_room(self, writes: list[TabWrite]) -> None:
+        """Every tab's new rows against the .xlsx limit, before any cell is set (openpyxl would stop
+        mid-write with a bare ValueError; the file is not saved either way)."""
+        added: dict[str, int] = {}
+        for write in writes:
+            added[write.title] = added.get(write.title, 0) + len(write.rows)
+        for title, n in added.items():
+            last = _SheetState(self.wb[title]).last_row + n if n else 0
+            if last > MAX_ROW:
+                raise WorkbookFull(
+                    f"workbook {self.name}: tab {title} would need {last:,} rows, past the {MAX_ROW:,} an .xlsx "
+                    f"sheet can hold; nothing was written. {MAKE_ROOM}")
 
 
 class _SheetState:
