@@ -560,6 +560,33 @@ def test_a_failed_change_log_write_alone_in_its_spreadsheet_is_resent_or_seen_la
     assert len(logs["clean"]) > 6 and logs[fault] == logs["clean"]
 
 
+def test_a_log_spreadsheet_without_room_stops_the_run_before_the_main_one_is_written(standin, mapping):
+    """Each spreadsheet's write is atomic, the run's two are not: with 変更履歴 apart, its write (sent
+    last) refused at the cell limit would leave the main spreadsheet's changes without their log rows.
+    Each write is measured against the limit before any is sent; then the run goes through once the
+    log has room."""
+    log_spec = mapping.tabs["changelog"].model_copy(update={"spreadsheet": "log"})
+    placed = mapping.model_copy(update={"tabs": {**mapping.tabs, "changelog": log_spec}})
+    main, log = new_id(), new_id()
+    standin.add_spreadsheet(main, team())
+    tabs = {log_spec.title: old_log(mapping, 5)}
+    standin.add_spreadsheet(log, tabs, fitted=tabs)
+    rows = 10**7 - grid_cells(standin, log) - 8 * 10  # a staff tab leaves the log room for 10 rows (8 wide)
+    memo = {"addSheet": {"properties": {"title": "メモ", "gridProperties": {"rowCount": rows, "columnCount": 1}}}}
+    api(standin, "POST", f"/v4/spreadsheets/{log}:batchUpdate", json={"requests": [memo]})
+    before = {sid: cells(standin, sid) for sid in (main, log)}
+    standin.reset_counts()
+    with pytest.raises(SheetsError) as refused:
+        run(book_for(standin, {"main": main, "log": log}, placed), placed, NOW, quiet)
+    assert "spreadsheet log: this run's write would take its grids from 9,999,920 to" in str(refused.value)
+    assert "nothing was written to any spreadsheet" in str(refused.value) and "--spreadsheet ALIAS=ID" in str(refused.value)
+    assert {sid: cells(standin, sid) for sid in (main, log)} == before
+    assert standin.count("spreadsheets.batchUpdate") == 0
+    standin.add_spreadsheet(log, tabs, fitted=tabs)  # the team gave the log room
+    summary = run(book_for(standin, {"main": main, "log": log}, placed), placed, NOW, quiet)
+    assert len(standin.tab_values(log, log_spec.title)) >= 6 + len(summary.report.changes) > 16  # (and the tell's)
+
+
 # --------------------------------------------------------------------------- several spreadsheets
 
 

@@ -16,6 +16,10 @@ Requests per spreadsheet and run (the quota is per request, whatever a batch hol
   date-time is a serial number with the `yyyy/mm/dd hh:mm` format in the same request — one
   request where values.batchUpdate + a formatting/deleteDimension call would take two and could
   leave a spreadsheet half written.
+- several spreadsheets (tabs placed apart by the mappings): one such write each, the change log's
+  last. Each is atomic, the run's several are not, so every write is measured against Google's
+  cell limit before any is sent: a log without room stops the run with nothing written, not after
+  the main spreadsheet took changes that the log then lacks.
 - a run that changes nothing: the two read requests, no more. The tell step's outbox marks are a
   second small write: one more re-read and one more batchUpdate.
 - the change log (変更履歴) is append-only: no rule reads it and it grows by a row per changed cell,
@@ -397,7 +401,7 @@ class GoogleWorkbook:
         is refused whole, run after run."""
         out = []
         for alias, book in self._books.items():
-            used = sum(tab.rows * tab.cols for tab in book.tabs.values())
+            used = _cells(book)
             if used >= CELL_WARNING * CELL_LIMIT:
                 out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): "
                            f"past the limit every write is refused. {MAKE_ROOM}")
@@ -721,13 +725,17 @@ class _Transaction:
             by_alias.setdefault(self.wb.alias_of(write.title), []).append(write)
         aliases = [a for a in self.wb.spreadsheets if a in by_alias or self.pending.get(a)]
         aliases.sort(key=lambda a: a == self.wb._last_alias)  # the change log's spreadsheet last
-        for alias in aliases:
-            self._commit(alias, by_alias.get(alias, []))
+        batches = {alias: self._prepare(alias, by_alias.get(alias, [])) for alias in aliases}
+        if len(batches) > 1:  # each write is atomic, the run's several are not: refuse them all before any is sent
+            for alias, batch in batches.items():
+                self._check_room(alias, batch)
+        for alias, batch in batches.items():
+            self._send_batch(alias, batch)
 
     def commit(self) -> None:
         for alias in list(self.pending):
             if alias not in self.committed:
-                self._commit(alias, [])
+                self._send_batch(alias, self._prepare(alias, []))
 
     # ---------------------------------------------------------------- the re-read
 
@@ -791,18 +799,29 @@ class _Transaction:
 
     # ---------------------------------------------------------------- the write
 
-    def _commit(self, alias: str, writes: list[TabWrite]) -> None:
+    def _prepare(self, alias: str, writes: list[TabWrite]) -> _Batch:
         if self.pending.get(alias) and alias not in self.loaded:
             self._load(alias)  # structure alone (nothing else to write): its header rows, checked now
-        book = self.wb.book(alias)
         batch = _Batch()
-        self._structure(alias, book, batch)
+        self._structure(alias, self.wb.book(alias), batch)
         for write in writes:
-            self._tab_write(alias, book, write, batch)
+            self._tab_write(alias, self.wb.book(alias), write, batch)
+        return batch
+
+    def _send_batch(self, alias: str, batch: _Batch) -> None:
         self.committed.add(alias)
         if batch.requests:
             self._send(alias, batch)
-            self._remember(book, batch)
+            self._remember(self.wb.book(alias), batch)
+
+    def _check_room(self, alias: str, batch: _Batch) -> None:
+        """Refuse before sending anything when a spreadsheet's grids would pass Google's limit (an upper
+        bound: appended log rows may also fill empty rows at the bottom of its grid)."""
+        used, growth = _cells(self.wb.book(alias)), _growth(self.wb.book(alias), batch)
+        if used + growth > CELL_LIMIT:
+            raise SheetsError(
+                f"spreadsheet {alias}: this run's write would take its grids from {used:,} to {used + growth:,} "
+                f"cells, past Google's {CELL_LIMIT:,}; nothing was written to any spreadsheet. {MAKE_ROOM}")
 
     def _structure(self, alias: str, book: _Book, batch: _Batch) -> None:
         taken = {t.sheet_id for t in book.tabs.values()}
@@ -980,6 +999,26 @@ class _Transaction:
                 tab.cols = max(tab.cols, len(rows[0]))
                 tab.rows = tab.rows + len(batch.appended[title]) if title in batch.appended else max(tab.rows, len(rows))
                 tab.frozen = tab.frozen or 1
+
+
+def _cells(book: _Book) -> int:
+    """What Google counts against the limit: every tab's whole grid, blank cells too."""
+    return sum(tab.rows * tab.cols for tab in book.tabs.values())
+
+
+def _growth(book: _Book, batch: _Batch) -> int:
+    """The cells a batch adds to the grids: new tabs, appended rows and columns, appended log rows."""
+    size = {tab.sheet_id: [tab.rows, tab.cols] for tab in (*book.tabs.values(), *batch.new_tabs.values())}
+    added = sum(tab.rows * tab.cols for tab in batch.new_tabs.values())
+    for request in batch.requests:
+        if grow := request.get("appendDimension"):
+            rows_cols = size[grow["sheetId"]]
+            along = 0 if grow["dimension"] == "ROWS" else 1
+            rows_cols[along] += grow["length"]
+            added += grow["length"] * rows_cols[1 - along]
+        elif append := request.get("appendCells"):
+            added += len(append["rows"]) * size[append["sheetId"]][1]
+    return added
 
 
 def _new_sheet_id(taken: set[int]) -> int:
