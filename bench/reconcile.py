@@ -103,6 +103,9 @@ class MemoryWorkbook:
     def read(self) -> dict[str, list[list[Any]]]:
         return {t: [list(r) for r in rows] for t, rows in self.tabs.items()}
 
+    def capacity(self) -> list[Any]:
+        return []
+
     def notes(self) -> list[str]:
         return []
 

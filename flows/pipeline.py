@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.check import check
-from tasks.frames import Frames, Problem
+from tasks.frames import Capacity, Frames, Problem
 from tasks.mapping import Mapping
 from tasks.normalize import normalize_value
 from tasks.plan import Plan
@@ -56,8 +56,8 @@ def read_step(book: Workbook) -> dict[str, list[list[Any]]]:
     return book.read()
 
 
-def check_step(raw: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
-    return check(raw, mapping)
+def check_step(raw: dict[str, list[list[Any]]], mapping: Mapping, capacity: tuple[Capacity, ...] = ()) -> Frames:
+    return check(raw, mapping, capacity)
 
 
 def reconcile_step(frames: Frames, now: pd.Timestamp, mapping: Mapping, baseline: bool, plan_with=None) -> Plan:
@@ -101,7 +101,7 @@ def run(
     with run_scope():  # what the pure steps build stays frozen until the run ends (tasks/pure_step.py)
         info = RunInfo(run_id or f"{now:%Y%m%d-%H%M}-{uuid.uuid4().hex[:6]}", now)
         raw = step(read_step)(book)
-        frames = step(check_step)(raw, mapping)
+        frames = step(check_step)(raw, mapping, tuple(book.capacity()))
         plan = step(reconcile_step)(frames, now, mapping, baseline, plan_with)
         summary = RunSummary(
             run_id=info.run_id, now=now, source=str(book), dry_run=dry_run,

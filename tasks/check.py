@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.a1 import a1
-from tasks.frames import DATETIME, ROW, Frames, Problem, Table
+from tasks.frames import DATETIME, ROW, Capacity, Frames, Problem, Table
 from tasks.mapping import CHANGELOG, Mapping, Tab
 from tasks.normalize import cell_text, normalize_series, to_text
 from tasks.pure_step import pure_step
@@ -21,12 +21,13 @@ class InputError(ValueError):
     """The sheets cannot be read safely (a tab or a required header is missing or repeated)."""
 
 
-def check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
+def check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping, capacity: tuple[Capacity, ...] = ()) -> Frames:
+    """`capacity`: how full the workbook is, as its adapter read it (passed on to the rules)."""
     with pure_step():  # a list per row, a frame per tab: the collector waits until they are built
-        return _check(raw_tabs, mapping)
+        return _check(raw_tabs, mapping, capacity)
 
 
-def _check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
+def _check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping, capacity: tuple[Capacity, ...]) -> Frames:
     tables: dict[str, Table] = {}
     problems: list[Problem] = []
     for name, spec in mapping.tabs.items():
@@ -43,7 +44,7 @@ def _check(raw_tabs: dict[str, list[list[Any]]], mapping: Mapping) -> Frames:
         tables[name] = table
         problems += found
     problems += _dangling_references(tables, mapping)
-    return Frames(tables=tables, problems=problems)
+    return Frames(tables=tables, problems=problems, capacity=capacity)
 
 
 def header_positions(header_row: list[Any], spec: Tab) -> dict[str, int]:

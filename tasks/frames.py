@@ -17,6 +17,24 @@ ROW = "_row"  # the sheet row a record was read from: for messages only, never f
 DATETIME = "datetime64[ns, Asia/Tokyo]"  # the dtype of every datetime column
 
 
+NEARLY_FULL = 0.8  # share of a workbook's limit from which a run says so, and 運営 is told
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How full the workbook is against a limit that stops every write once passed: a Google
+    spreadsheet's cells (every tab's whole grid), an .xlsx tab's rows. As the adapter knows it."""
+
+    unit: str  # "cells" (a spreadsheet) or "rows" (a tab)
+    name: str  # the spreadsheet's alias, or the tab's title
+    used: int
+    limit: int
+
+    @property
+    def nearly_full(self) -> bool:
+        return self.used >= NEARLY_FULL * self.limit
+
+
 @dataclass(frozen=True)
 class Problem:
     """One bad cell (or header) in the input, as staff will see it in エラー."""
@@ -85,6 +103,7 @@ class Table:
 class Frames:
     tables: dict[str, Table]
     problems: list[Problem]
+    capacity: tuple[Capacity, ...] = ()  # the workbook's own, as read (not a tab's cells)
     _derived: dict[tuple, tuple[Any, Any]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def derived(self, name: str, now: pd.Timestamp | None, mapping: Any, compute: Callable[[], T]) -> T:

@@ -13,6 +13,7 @@ from tasks.plan import Plan, combine
 from tasks.pure_step import pure_step
 from tasks.rules.alerts import booking_alerts, remembered_start_and_salesperson
 from tasks.rules.bookings import end_times
+from tasks.rules.capacity import workbook_capacity
 from tasks.rules.duplicates import duplicate_candidates
 from tasks.rules.errors import error_rows
 from tasks.rules.metrics import customer_metrics
@@ -36,6 +37,7 @@ RULES: tuple[Rule, ...] = (
     remembered_start_and_salesperson,
     payment_links,
     failed_notices,  # a notice out of tries is told to 運営 (tasks/tell.py)
+    workbook_capacity,  # a workbook nearly full is told to 運営
 )
 
 

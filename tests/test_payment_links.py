@@ -136,6 +136,9 @@ class DiesAfterTheWrite:
     def read(self):
         return self.book.read()
 
+    def capacity(self):
+        return self.book.capacity()
+
     @contextlib.contextmanager
     def transaction(self, titles):
         with self.book.transaction(titles) as tx:

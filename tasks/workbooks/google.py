@@ -66,6 +66,7 @@ from google.auth import exceptions as auth_errors
 from google.auth.credentials import Credentials
 from gspread.exceptions import APIError
 
+from tasks.frames import Capacity
 from tasks.mapping import CHANGELOG, Mapping
 from tasks.normalize import cell_text, to_text
 from tasks.workbooks.credentials import ServiceAccountKey, load_key
@@ -83,7 +84,6 @@ DATE_FORMAT = {"type": "DATE", "pattern": "yyyy/mm/dd"}
 # 変更履歴 (8 columns) grows by a row per change
 NEW_TAB_ROWS = 100
 CELL_LIMIT = 10_000_000  # Google's, per spreadsheet, over every tab's whole grid
-CELL_WARNING = 0.8  # share of the limit from which a run says so
 MAKE_ROOM = ("Give 変更履歴 (or other tabs) a spreadsheet of their own (`spreadsheet:` in mappings/tabs.yaml, "
              "--spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
 READ_OPTIONS = {"valueRenderOption": "UNFORMATTED_VALUE", "dateTimeRenderOption": "SERIAL_NUMBER",
@@ -395,17 +395,16 @@ class GoogleWorkbook:
         url = f"https://docs.google.com/spreadsheets/d/{self.spreadsheets[alias]}/edit"
         return f"{url}#gid={tab.sheet_id}" if tab else url
 
+    def capacity(self) -> list[Capacity]:
+        """Each spreadsheet's cells, from the grid sizes known now: the metadata read at the start, grown
+        by this run's writes."""
+        return [Capacity("cells", alias, _cells(book), CELL_LIMIT) for alias, book in self._books.items()]
+
     def notes(self) -> list[str]:
-        """A spreadsheet near Google's cell limit, from the grid sizes known now (the metadata read at the
-        start, grown by this run's writes): said while there is room left, since a write past the limit
-        is refused whole, run after run."""
-        out = []
-        for alias, book in self._books.items():
-            used = _cells(book)
-            if used >= CELL_WARNING * CELL_LIMIT:
-                out.append(f"spreadsheet {alias} holds {used:,} of Google's {CELL_LIMIT:,} cells ({used / CELL_LIMIT:.0%}): "
-                           f"past the limit every write is refused. {MAKE_ROOM}")
-        return out
+        """A spreadsheet near Google's cell limit: said while there is room left, since a write past the
+        limit is refused whole, run after run."""
+        return [f"spreadsheet {c.name} holds {c.used:,} of Google's {c.limit:,} cells ({c.used / c.limit:.0%}): "
+                f"past the limit every write is refused. {MAKE_ROOM}" for c in self.capacity() if c.nearly_full]
 
     @property
     def time_zones(self) -> dict[str, str]:
@@ -802,10 +801,10 @@ class _Transaction:
     def _prepare(self, alias: str, writes: list[TabWrite]) -> _Batch:
         if self.pending.get(alias) and alias not in self.loaded:
             self._load(alias)  # structure alone (nothing else to write): its header rows, checked now
-        batch = _Batch()
-        self._structure(alias, self.wb.book(alias), batch)
+        book, batch = self.wb.book(alias), _Batch()
+        self._structure(alias, book, batch)
         for write in writes:
-            self._tab_write(alias, self.wb.book(alias), write, batch)
+            self._tab_write(alias, book, write, batch)
         return batch
 
     def _send_batch(self, alias: str, batch: _Batch) -> None:

@@ -6,7 +6,8 @@ so a crash never leaves a half-written workbook and an empty plan never touches 
 
 An .xlsx sheet holds at most 1,048,576 rows (Excel's limit, which openpyxl enforces), and 変更履歴
 grows by a row per changed cell: a write that would pass it is refused whole with what to do,
-and from 80% each run says so (`notes`), while there is room to act.
+and from 80% each run says so (`notes`) and 運営 is told (tasks/rules/capacity.py), while there is
+room to act.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from openpyxl.cell.cell import MergedCell
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.xml.constants import MAX_ROW
 
+from tasks.frames import Capacity
 from tasks.normalize import cell_text
 from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
 DATE_FORMAT = "yyyy/mm/dd"
-ROW_WARNING = 0.8  # share of an .xlsx sheet's rows from which a run says so
 MAKE_ROOM = ("Move 変更履歴's older rows to another file (no rule reads them; keep its header row), "
              "or connect a Google Sheet: README, 'Connect your Google Sheet'")
 
@@ -46,18 +47,21 @@ class LocalWorkbook:
     def __str__(self) -> str:
         return str(self.path)
 
-    def notes(self) -> list[str]:
-        """A sheet near the .xlsx row limit, from the rows the file records for it now."""
+    def capacity(self) -> list[Capacity]:
+        """Each tab's rows, as the file records them now."""
         if not self.path.exists():
             return []
         wb = openpyxl.load_workbook(self.path, read_only=True)
         try:
-            rows = {ws.title: ws.max_row or 0 for ws in wb.worksheets}
+            return [Capacity("rows", ws.title, ws.max_row or 0, MAX_ROW) for ws in wb.worksheets]
         finally:
             wb.close()
-        return [f"workbook {self.path.name}: tab {title} holds {n:,} of the {MAX_ROW:,} rows an .xlsx sheet can "
-                f"hold ({n / MAX_ROW:.0%}): past them every write is refused. {MAKE_ROOM}"
-                for title, n in rows.items() if n >= ROW_WARNING * MAX_ROW]
+
+    def notes(self) -> list[str]:
+        """A tab near the .xlsx row limit: said while there is room left, since a write past it is refused."""
+        return [f"workbook {self.path.name}: tab {c.name} holds {c.used:,} of the {c.limit:,} rows an .xlsx sheet "
+                f"can hold ({c.used / c.limit:.0%}): past them every write is refused. {MAKE_ROOM}"
+                for c in self.capacity() if c.nearly_full]
 
     def read(self) -> dict[str, list[list[Any]]]:
         if not self.path.exists():

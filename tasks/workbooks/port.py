@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from tasks.frames import Capacity
 from tasks.mapping import CHANGELOG, Mapping
 from tasks.normalize import to_text
 from tasks.plan import Plan
@@ -56,6 +57,10 @@ class Workbook(Protocol):
 
     def transaction(self, titles: list[str]) -> Any:
         """A context manager yielding a Transaction; leaving it without error commits."""
+
+    def capacity(self) -> list[Capacity]:
+        """How full the workbook is now, against each limit that would stop its writes (the rules tell
+        運営 from 80%)."""
 
     def notes(self) -> list[str]:
         """What a person running it should know about the workbook itself (nearly full), after a run."""
