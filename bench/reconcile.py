@@ -161,7 +161,8 @@ class _MemoryTransaction:
     def states(self, titles: list[str]) -> dict[str, _MemoryState]:
         return {t: _MemoryState(self.tabs[t]) for t in titles if t in self.tabs}
 
-    def write(self, writes) -> None:
+    def write(self, writes, *, whole: bool = True) -> None:
+        del whole  # in memory: always whole
         for w in writes:
             rows = self.tabs[w.title]
             for row, col, value in w.cells:

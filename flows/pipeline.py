@@ -81,7 +81,7 @@ def tell_step(book: Workbook, frames: Frames, rows: pd.DataFrame, mapping: Mappi
     if rows.empty:
         return []
     deliveries = deliver(rows, bind(send, frames))
-    apply_plan(book, marks(rows, deliveries), mapping, run, structure=False)
+    apply_plan(book, marks(rows, deliveries), mapping, run, structure=False, whole=False)  # sent is sent: mark it where we can
     return deliveries
 
 

@@ -29,6 +29,12 @@ class Capacity:
     name: str  # the spreadsheet's alias, or the tab's title
     used: int
     limit: int
+    label: str = ""  # what staff call the workbook: the spreadsheet's title, the file's name
+
+    @property
+    def percent(self) -> int:
+        """Whole percent, rounded down: 99.9% is not yet full (said alike by the run and the notice)."""
+        return 100 * self.used // self.limit
 
     @property
     def nearly_full(self) -> bool:

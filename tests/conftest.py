@@ -83,6 +83,16 @@ def set_cell(path: Path, title: str, key: str, header: str, value) -> None:
     wb.save(path)
 
 
+def log_down_to(path: Path, row: int, mapping) -> None:
+    """変更履歴 with its headers and a person's note on `row` (a log grown that far; the rows between
+    are empty, which keeps the file small: the run appends below the last row with data)."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb.create_sheet(mapping.tabs["changelog"].title)
+    ws.append([c.header for c in mapping.tabs["changelog"].columns])
+    ws.cell(row, 1, "ここまで保管済み")
+    wb.save(path)
+
+
 @pytest.fixture(scope="session")
 def mapping():
     return load_mapping()

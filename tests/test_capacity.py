@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
+
+import openpyxl
 import pandas as pd
 import pytest
 
 from flows.pipeline import run
 from tasks.check import check
 from tasks.frames import Capacity
-from tasks.rules.capacity import workbook_capacity
+from tasks.rules.capacity import MOVE_LOG, NEW_LOG, OLD_LOG_ROWS, OLD_ROWS, TRIM, workbook_capacity
 from tasks.workbooks.local import MAX_ROW, LocalWorkbook
-from tests.conftest import NOW, booking, customer, tab_records, team_tabs, write_book
-from tests.test_spine import _log_down_to
+from tests.conftest import NOW, booking, customer, log_down_to, tab_records, team_tabs, write_book
 
 GOOGLE = 10_000_000
 
@@ -20,28 +23,44 @@ def frames_with(mapping, *capacity: Capacity):
     return check(team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00")]), mapping, capacity)
 
 
-@pytest.mark.parametrize(("used", "step"), [(7_999_999, None), (8_000_000, 80), (8_999_999, 80), (9_000_000, 90),
-                                            (9_500_000, 95), (10_000_000, 95)])
-def test_ops_are_told_at_80_90_and_95_percent_of_a_spreadsheets_cells(mapping, used, step):
-    plan = workbook_capacity(frames_with(mapping, Capacity("cells", "main", used, GOOGLE)), NOW, mapping)
+@pytest.mark.parametrize(("used", "step", "said"), [
+    (7_999_999, None, None), (8_000_000, 80, "80%に達しました（8,000,000／10,000,000セル）"),
+    (8_999_999, 80, "89%に達しました（8,999,999／10,000,000セル）"), (9_000_000, 90, "90%に達しました"),
+    (9_500_000, 95, "95%に達しました"), (9_999_999, 95, "99%に達しました（9,999,999／10,000,000セル）"),
+])
+def test_ops_are_told_at_80_90_and_95_percent_of_a_spreadsheets_cells(mapping, used, step, said):
+    plan = workbook_capacity(frames_with(mapping, Capacity("cells", "main", used, GOOGLE, "顧客管理")), NOW, mapping)
     if step is None:
         assert not plan
         return
     [a] = plan.appends
     assert (a.tab, a.key) == ("outbox", f"workbook_nearly_full:cells:main:{step}:2026-11")
     assert a.get("recipient") == "運営" and a.get("kind") == "シートの容量"
-    assert a.get("body").startswith(f"スプレッドシート『main』が上限の{100 * used // GOOGLE}%です（{used:,}／10,000,000セル）。")
-    assert "変更履歴タブを別のスプレッドシートに移してください" in a.get("body")
+    assert a.get("body").startswith(f"スプレッドシート『顧客管理』の使用量が上限の{said}")
+    assert a.get("body").endswith(MOVE_LOG)  # the log lives in main by default: it can move out
 
 
-def test_an_xlsx_tab_is_told_in_rows_and_each_spreadsheet_on_its_own(mapping):
-    frames = frames_with(mapping, Capacity("rows", "変更履歴", 900_000, MAX_ROW), Capacity("rows", "顧客", 10, MAX_ROW),
-                         Capacity("cells", "log", 9_100_000, GOOGLE))
-    bodies = {a.key: a.get("body") for a in workbook_capacity(frames, NOW, mapping).appends}
-    assert set(bodies) == {"workbook_nearly_full:rows:変更履歴:80:2026-11", "workbook_nearly_full:cells:log:90:2026-11"}
-    assert bodies["workbook_nearly_full:rows:変更履歴:80:2026-11"].startswith(
-        "タブ『変更履歴』が上限の85%です（900,000／1,048,576行）。")
-    assert "古い行を別のファイルに移してください" in bodies["workbook_nearly_full:rows:変更履歴:80:2026-11"]
+def test_the_advice_fits_what_fills_the_workbook(mapping):
+    """The log on its own gets a new spreadsheet; a spreadsheet without the log is trimmed; in an
+    .xlsx, 変更履歴's old rows go to another file, another tab's rows only with care."""
+    log_spec = mapping.tabs["changelog"].model_copy(update={"spreadsheet": "log"})
+    placed = mapping.model_copy(update={"tabs": {**mapping.tabs, "changelog": log_spec}})
+    frames = frames_with(placed, Capacity("cells", "log", 9_100_000, GOOGLE, "履歴"),
+                         Capacity("cells", "main", 8_100_000, GOOGLE),
+                         Capacity("rows", "変更履歴", 900_000, MAX_ROW, "team.xlsx"), Capacity("rows", "顧客", 850_000, MAX_ROW),
+                         Capacity("rows", "予約", 10, MAX_ROW))
+    stops = "上限を超えると書き込みがすべて止まり、予約・リマインド・通知の処理が止まります。"
+    bodies = {a.key: a.get("body") for a in workbook_capacity(frames, NOW, placed).appends}
+    assert bodies == {
+        "workbook_nearly_full:cells:log:90:2026-11":
+            f"スプレッドシート『履歴』の使用量が上限の91%に達しました（9,100,000／10,000,000セル）。{stops}{NEW_LOG}",
+        "workbook_nearly_full:cells:main:80:2026-11":
+            f"スプレッドシート『main』の使用量が上限の81%に達しました（8,100,000／10,000,000セル）。{stops}{TRIM}",
+        "workbook_nearly_full:rows:変更履歴:80:2026-11":
+            f"ファイル『team.xlsx』のタブ『変更履歴』の使用量が上限の85%に達しました（900,000／1,048,576行）。{stops}{OLD_LOG_ROWS}",
+        "workbook_nearly_full:rows:顧客:80:2026-11":
+            f"ファイル『顧客』のタブ『顧客』の使用量が上限の81%に達しました（850,000／1,048,576行）。{stops}{OLD_ROWS}",
+    }
 
 
 def test_the_notice_is_a_rule_of_the_reconcile_and_is_told_once_a_month_a_step(tmp_path, mapping):
@@ -49,10 +68,31 @@ def test_the_notice_is_a_rule_of_the_reconcile_and_is_told_once_a_month_a_step(t
     month, still that full, tells again."""
     sent: list = []
     path = write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00")]))
-    _log_down_to(path, int(0.85 * MAX_ROW), mapping)
+    log_down_to(path, int(0.85 * MAX_ROW), mapping)
     for now in (NOW, NOW + pd.Timedelta(hours=1), NOW + pd.Timedelta(days=31)):
         run(LocalWorkbook(path), mapping, now, lambda *m: sent.append(m))
-    told = [(to, title) for to, title, _, _ in sent if title == "シートの容量"]
-    assert told == [("運営", "シートの容量")] * 2
+    told = [(to, title, body) for to, title, body, _ in sent if title == "シートの容量"]
+    assert [(to, title) for to, title, _ in told] == [("運営", "シートの容量")] * 2
+    assert "ファイル『team.xlsx』のタブ『変更履歴』の使用量が上限の84%に達しました（891,289／1,048,576行）" in told[0][2]
     ids = [r["通知ID"] for r in tab_records(path, "通知") if r["通知ID"].startswith("workbook_nearly_full")]
     assert ids == ["workbook_nearly_full:rows:変更履歴:80:2026-11", "workbook_nearly_full:rows:変更履歴:80:2026-12"]
+
+
+def test_an_xlsx_written_without_its_dimension_is_measured_row_by_row(tmp_path):
+    """Some writers leave out the <dimension> record that says how many rows a sheet has; then the
+    rows are counted, not taken as none (which would never warn)."""
+    path = tmp_path / "bare.xlsx"
+    wb = openpyxl.Workbook()
+    for r in range(1, 51):
+        wb.active.cell(r, 1, f"row {r}")
+    wb.active.title = "顧客"
+    wb.save(path)
+    bare = tmp_path / "bare2.xlsx"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bare, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                data, n = re.subn(rb"<dimension [^>]*/>", b"", data)
+                assert n == 1
+            dst.writestr(item, data)
+    assert LocalWorkbook(bare).capacity() == [Capacity("rows", "顧客", 50, MAX_ROW, "bare2.xlsx")]

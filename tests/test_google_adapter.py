@@ -566,6 +566,26 @@ def test_a_failed_change_log_write_alone_in_its_spreadsheet_is_resent_or_seen_la
     assert len(logs["clean"]) > 6 and logs[fault] == logs["clean"]
 
 
+def test_a_writes_growth_counts_every_way_a_batch_grows_the_grids():
+    """New tabs whole; rows and columns appended (each at the width or height the tab has by then);
+    log rows appended as whole rows of their tab."""
+    from zoneinfo import ZoneInfo
+
+    from tasks.workbooks.google import _Batch, _Book, _growth, _Tab
+
+    book = _Book("main", "sid", ZoneInfo("Asia/Tokyo"), {"予約": _Tab(1, 10, 5)})
+    batch = _Batch(new_tabs={"変更履歴": _Tab(2, 100, 8)})
+    batch.requests += [
+        {"addSheet": {"properties": {"sheetId": 2}}},
+        {"appendDimension": {"sheetId": 1, "dimension": "COLUMNS", "length": 3}},  # 3 x 10 rows
+        {"appendDimension": {"sheetId": 1, "dimension": "ROWS", "length": 20}},  # 20 x 8 columns by now
+        {"updateCells": {"start": {"sheetId": 1}}},
+        {"appendDimension": {"sheetId": 2, "dimension": "ROWS", "length": 50}},  # 50 x 8
+        {"appendCells": {"sheetId": 2, "rows": [{}] * 7}},  # 7 x 8
+    ]
+    assert _growth(book, batch) == 100 * 8 + 3 * 10 + 20 * 8 + 50 * 8 + 7 * 8
+
+
 def test_a_log_spreadsheet_without_room_stops_the_run_before_the_main_one_is_written(standin, mapping):
     """Each spreadsheet's write is atomic, the run's two are not: with 変更履歴 apart, its write (sent
     last) refused at the cell limit would leave the main spreadsheet's changes without their log rows.
@@ -591,6 +611,43 @@ def test_a_log_spreadsheet_without_room_stops_the_run_before_the_main_one_is_wri
     standin.add_spreadsheet(log, tabs, fitted=tabs)  # the team gave the log room
     summary = run(book_for(standin, {"main": main, "log": log}, placed), placed, NOW, quiet)
     assert len(standin.tab_values(log, log_spec.title)) >= 6 + len(summary.report.changes) > 16  # (and the tell's)
+
+
+def test_marks_of_messages_sent_land_even_when_the_log_spreadsheet_has_no_room_for_their_rows(standin, mapping):
+    """The run's plan is written whole or not at all, but the tell's marks record messages that have
+    gone: 送信済 must land in the main spreadsheet even if the log cannot take its rows, or the next
+    run sends them again."""
+    log_spec = mapping.tabs["changelog"].model_copy(update={"spreadsheet": "log"})
+    placed = mapping.model_copy(update={"tabs": {**mapping.tabs, "changelog": log_spec}})
+    tabs = {log_spec.title: old_log(mapping, 5)}
+
+    def pair(room_rows: int | None) -> tuple[str, str]:
+        main, log = new_id(), new_id()
+        standin.add_spreadsheet(main, team())
+        standin.add_spreadsheet(log, tabs, fitted=tabs)
+        if room_rows is not None:
+            rows = 10**7 - grid_cells(standin, log) - 8 * room_rows
+            memo = {"addSheet": {"properties": {"title": "メモ", "gridProperties": {"rowCount": rows, "columnCount": 1}}}}
+            api(standin, "POST", f"/v4/spreadsheets/{log}:batchUpdate", json={"requests": [memo]})
+        return main, log
+
+    main, log = pair(None)  # how many log rows the plan's write and the marks take
+    summary = run(book_for(standin, {"main": main, "log": log}, placed), placed, NOW, quiet)
+    planned = len(summary.report.changes) + 1  # (and the row Google's append may start on)
+    assert summary.deliveries and len(standin.tab_values(log, log_spec.title)) - 6 > planned + 1
+    main, log = pair(planned)  # room for the plan's log rows, not for the marks'
+    sent: list = []
+    with pytest.raises(SheetsError, match="cell limit"):
+        run(book_for(standin, {"main": main, "log": log}, placed), placed, NOW, lambda *m: sent.append(m))
+    assert sent
+    outbox = [dict(zip(r[0], x, strict=False)) for r in [standin.tab_values(main, "通知")] for x in r[1:]]
+    assert outbox and {o["状態"] for o in outbox} == {"送信済"}
+    memo = next(s["properties"]["sheetId"] for s in api(standin, "GET", f"/v4/spreadsheets/{log}")["sheets"]
+                if s["properties"]["title"] == "メモ")
+    api(standin, "POST", f"/v4/spreadsheets/{log}:batchUpdate", json={"requests": [{"deleteSheet": {"sheetId": memo}}]})
+    again: list = []
+    run(book_for(standin, {"main": main, "log": log}, placed), placed, NOW, lambda *m: again.append(m))
+    assert again == []  # nothing sent twice
 
 
 # --------------------------------------------------------------------------- several spreadsheets

@@ -21,6 +21,7 @@ from tests.conftest import (
     NOW,
     booking,
     customer,
+    log_down_to,
     tab_records,
     tab_rows,
     team_tabs,
@@ -122,23 +123,13 @@ def test_dry_run_leaves_the_file_byte_for_byte(team, mapping):
     assert team.read_bytes() == before
 
 
-def _log_down_to(path, row: int, mapping) -> None:
-    """変更履歴 with its headers and a person's note on `row` (a log grown that far; the rows between
-    are empty, which keeps the file small: the run appends below the last row with data)."""
-    wb = openpyxl.load_workbook(path)
-    ws = wb.create_sheet(mapping.tabs["changelog"].title)
-    ws.append([c.header for c in mapping.tabs["changelog"].columns])
-    ws.cell(row, 1, "ここまで保管済み")
-    wb.save(path)
-
-
 def test_a_write_past_the_xlsx_row_limit_is_refused_whole_and_says_what_to_do(team, mapping):
     """An .xlsx sheet holds 1,048,576 rows and the log grows by a row per changed cell: a run whose
     log rows would pass that stops before any cell is set, saying how to make room (openpyxl alone
     stops mid-write with a bare ValueError)."""
     from tasks.workbooks.local import MAX_ROW, WorkbookFull
 
-    _log_down_to(team, MAX_ROW - 5, mapping)  # room for 5 log rows; the first run logs dozens
+    log_down_to(team, MAX_ROW - 5, mapping)  # room for 5 log rows; the first run logs dozens
     before = team.read_bytes()
     with pytest.raises(WorkbookFull) as refused:
         run(LocalWorkbook(team), mapping, NOW, record)
@@ -163,7 +154,7 @@ def test_a_workbook_near_the_xlsx_row_limit_is_said_by_the_run_that_crosses_80_p
     from tasks.workbooks.local import MAX_ROW
 
     assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).notes == []
-    _log_down_to(team, int(0.8 * MAX_ROW) - 3, mapping)  # 3 rows short: this run's log rows cross 80%
+    log_down_to(team, int(0.8 * MAX_ROW) - 3, mapping)  # 3 rows short: this run's log rows cross 80%
     assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).notes == []
     summary = run(LocalWorkbook(team), mapping, NOW, record)
     [note] = summary.notes

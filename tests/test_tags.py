@@ -80,7 +80,8 @@ class _Tx:
     def states(self, titles):
         return {t: _State(self.tabs[t]) for t in titles if t in self.tabs}
 
-    def write(self, writes):
+    def write(self, writes, *, whole=True):
+        del whole  # in memory: always whole
         for w in writes:
             rows = self.tabs[w.title]
             for row, col, value in w.cells:

@@ -17,9 +17,10 @@ Requests per spreadsheet and run (the quota is per request, whatever a batch hol
   request where values.batchUpdate + a formatting/deleteDimension call would take two and could
   leave a spreadsheet half written.
 - several spreadsheets (tabs placed apart by the mappings): one such write each, the change log's
-  last. Each is atomic, the run's several are not, so every write is measured against Google's
-  cell limit before any is sent: a log without room stops the run with nothing written, not after
-  the main spreadsheet took changes that the log then lacks.
+  last. Each is atomic, the run's several are not, so every write of a plan is measured against
+  Google's cell limit before any is sent: a log without room stops the run with nothing written,
+  not after the main spreadsheet took changes that the log then lacks. The tell's marks are not
+  held back so: the messages went, and 送信済 must land where it can (else they would go again).
 - a run that changes nothing: the two read requests, no more. The tell step's outbox marks are a
   second small write: one more re-read and one more batchUpdate.
 - the change log (変更履歴) is append-only: no rule reads it and it grows by a row per changed cell,
@@ -84,7 +85,8 @@ DATE_FORMAT = {"type": "DATE", "pattern": "yyyy/mm/dd"}
 # 変更履歴 (8 columns) grows by a row per change
 NEW_TAB_ROWS = 100
 CELL_LIMIT = 10_000_000  # Google's, per spreadsheet, over every tab's whole grid
-MAKE_ROOM = ("Give 変更履歴 (or other tabs) a spreadsheet of their own (`spreadsheet:` in mappings/tabs.yaml, "
+MAKE_ROOM = ("Make room: delete the tabs' unused columns and rows, give 変更履歴 (or other tabs) a spreadsheet "
+             "of their own, or a new one when the log's own is full (`spreadsheet:` in mappings/tabs.yaml, "
              "--spreadsheet ALIAS=ID): README, 'Connect your Google Sheet'")
 READ_OPTIONS = {"valueRenderOption": "UNFORMATTED_VALUE", "dateTimeRenderOption": "SERIAL_NUMBER",
                 "majorDimension": "ROWS"}
@@ -322,6 +324,7 @@ class _Book:
     tz: ZoneInfo
     tabs: dict[str, _Tab]
     header_rows: dict[str, list[Any]] = field(default_factory=dict)  # API row 1 of the tabs read
+    title: str = ""  # the spreadsheet's own, as people know it
 
 
 @dataclass
@@ -398,12 +401,12 @@ class GoogleWorkbook:
     def capacity(self) -> list[Capacity]:
         """Each spreadsheet's cells, from the grid sizes known now: the metadata read at the start, grown
         by this run's writes."""
-        return [Capacity("cells", alias, _cells(book), CELL_LIMIT) for alias, book in self._books.items()]
+        return [Capacity("cells", alias, _cells(book), CELL_LIMIT, book.title) for alias, book in self._books.items()]
 
     def notes(self) -> list[str]:
         """A spreadsheet near Google's cell limit: said while there is room left, since a write past the
         limit is refused whole, run after run."""
-        return [f"spreadsheet {c.name} holds {c.used:,} of Google's {c.limit:,} cells ({c.used / c.limit:.0%}): "
+        return [f"spreadsheet {c.name} holds {c.used:,} of Google's {c.limit:,} cells ({c.percent}%): "
                 f"past the limit every write is refused. {MAKE_ROOM}" for c in self.capacity() if c.nearly_full]
 
     @property
@@ -494,7 +497,7 @@ class GoogleWorkbook:
                 int(props.get("sheetId") or 0), int(grid.get("rowCount") or 0), int(grid.get("columnCount") or 0),
                 int(grid.get("frozenRowCount") or 0),
             )
-        return _Book(alias, sid, tz, tabs)
+        return _Book(alias, sid, tz, tabs, title=str((meta.get("properties") or {}).get("title") or alias))
 
     def _fetch_values(self, alias: str, titles: list[str], headers_only: frozenset[str] = frozenset()) -> dict[str, _Grid]:
         """One values.batchGet: whole tabs (or only row 1 of `headers_only`)."""
@@ -718,14 +721,14 @@ class _Transaction:
                 out[title] = _LazyState(self, alias, title)
         return out
 
-    def write(self, writes: list[TabWrite]) -> None:
+    def write(self, writes: list[TabWrite], *, whole: bool = True) -> None:
         by_alias: dict[str, list[TabWrite]] = {}
         for write in writes:
             by_alias.setdefault(self.wb.alias_of(write.title), []).append(write)
         aliases = [a for a in self.wb.spreadsheets if a in by_alias or self.pending.get(a)]
         aliases.sort(key=lambda a: a == self.wb._last_alias)  # the change log's spreadsheet last
         batches = {alias: self._prepare(alias, by_alias.get(alias, [])) for alias in aliases}
-        if len(batches) > 1:  # each write is atomic, the run's several are not: refuse them all before any is sent
+        if whole and len(batches) > 1:  # each write is atomic, the run's several are not: refuse all before any is sent
             for alias, batch in batches.items():
                 self._check_room(alias, batch)
         for alias, batch in batches.items():

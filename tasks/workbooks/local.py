@@ -32,8 +32,8 @@ from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
 DATE_FORMAT = "yyyy/mm/dd"
-MAKE_ROOM = ("Move 変更履歴's older rows to another file (no rule reads them; keep its header row), "
-             "or connect a Google Sheet: README, 'Connect your Google Sheet'")
+MAKE_ROOM = ("Move the tab's older rows to another file (変更履歴's first: nothing reads them back; keep the "
+             "header row), or connect a Google Sheet: README, 'Connect your Google Sheet'")
 
 
 class WorkbookFull(ValueError):
@@ -48,19 +48,26 @@ class LocalWorkbook:
         return str(self.path)
 
     def capacity(self) -> list[Capacity]:
-        """Each tab's rows, as the file records them now."""
+        """Each tab's rows, as the file records them (its dimension; a file written without one is
+        measured row by row). Formatted empty rows below the data count too: an over-count, on the
+        side of telling early."""
         if not self.path.exists():
             return []
         wb = openpyxl.load_workbook(self.path, read_only=True)
         try:
-            return [Capacity("rows", ws.title, ws.max_row or 0, MAX_ROW) for ws in wb.worksheets]
+            out = []
+            for ws in wb.worksheets:
+                if not ws.max_row:
+                    ws.calculate_dimension(force=True)
+                out.append(Capacity("rows", ws.title, ws.max_row or 0, MAX_ROW, self.path.name))
+            return out
         finally:
             wb.close()
 
     def notes(self) -> list[str]:
         """A tab near the .xlsx row limit: said while there is room left, since a write past it is refused."""
         return [f"workbook {self.path.name}: tab {c.name} holds {c.used:,} of the {c.limit:,} rows an .xlsx sheet "
-                f"can hold ({c.used / c.limit:.0%}): past them every write is refused. {MAKE_ROOM}"
+                f"can hold ({c.percent}%): past them every write is refused. {MAKE_ROOM}"
                 for c in self.capacity() if c.nearly_full]
 
     def read(self) -> dict[str, list[list[Any]]]:
@@ -102,7 +109,8 @@ class _Transaction:
     def states(self, titles: list[str]) -> dict[str, _SheetState]:
         return {t: _SheetState(self.wb[t]) for t in titles if t in self.wb.sheetnames}
 
-    def write(self, writes: list[TabWrite]) -> None:
+    def write(self, writes: list[TabWrite], *, whole: bool = True) -> None:
+        del whole  # one file: saved whole or not at all either way
         self._check_room(writes)
         for write in writes:
             ws = self.wb[write.title]

@@ -47,7 +47,9 @@ class Transaction(Protocol):
 
     def states(self, titles: list[str]) -> dict[str, TabState]: ...
 
-    def write(self, writes: list[TabWrite]) -> None: ...
+    def write(self, writes: list[TabWrite], *, whole: bool = True) -> None:
+        """whole: every spreadsheet's write or none (a plan). False for a record of what already
+        happened outside the sheets (the tell's marks): each spreadsheet takes what it can."""
 
 
 class Workbook(Protocol):
@@ -66,8 +68,10 @@ class Workbook(Protocol):
         """What a person running it should know about the workbook itself (nearly full), after a run."""
 
 
-def apply_plan(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo, *, structure: bool = True) -> ApplyReport:
-    """Apply a plan: structure, compare-and-set resolution, one write including the change log."""
+def apply_plan(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo, *, structure: bool = True,
+               whole: bool = True) -> ApplyReport:
+    """Apply a plan: structure, compare-and-set resolution, one write including the change log.
+    `whole`: see Transaction.write."""
     log_title = mapping.tabs[CHANGELOG].title
     touched = sorted({mapping.tabs[t].title for t in plan.tabs} | {log_title})
     with book.transaction(touched) as tx:
@@ -80,7 +84,7 @@ def apply_plan(book: Workbook, plan: Plan, mapping: Mapping, run: RunInfo, *, st
         if resolution.changes:
             writes.append(_changelog(resolution, mapping, run, states[log_title]))
         if writes:
-            tx.write(writes)
+            tx.write(writes, whole=whole)
     return ApplyReport(
         cells_written=resolution.cells_written,
         rows_added=sum(len(w.rows) for w in resolution.writes.values()),
