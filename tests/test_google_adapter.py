@@ -613,6 +613,31 @@ def test_a_log_spreadsheet_without_room_stops_the_run_before_the_main_one_is_wri
     assert len(standin.tab_values(log, log_spec.title)) >= 6 + len(summary.report.changes) > 16  # (and the tell's)
 
 
+def test_one_spreadsheet_is_left_to_googles_exact_count(standin, mapping):
+    """The check before sending counts a log row as a new grid row, which over-counts when the log
+    tab has empty rows at its bottom (one made in Google's UI has 1000). One spreadsheet's write is
+    atomic on its own, so there Google's exact count decides: a run that fits goes through."""
+    log = mapping.tabs["changelog"].title
+
+    def spreadsheet(room: int | None) -> str:
+        sid = new_id()
+        standin.add_spreadsheet(sid, {**team(), log: [mapping.tabs["changelog"].headers]})  # 1000 x 26, by a person
+        if room is not None:
+            rows = 10**7 - grid_cells(standin, sid) - room
+            memo = {"addSheet": {"properties": {"title": "メモ", "gridProperties": {"rowCount": rows, "columnCount": 1}}}}
+            api(standin, "POST", f"/v4/spreadsheets/{sid}:batchUpdate", json={"requests": [memo]})
+        return sid
+
+    sid = spreadsheet(None)
+    used = grid_cells(standin, sid)
+    summary = run(book_for(standin, sid, mapping), mapping, NOW, quiet)
+    growth = grid_cells(standin, sid) - used  # the new tabs; the log rows went into empty rows
+    assert summary.report.changes and growth > 0
+    sid = spreadsheet(growth)  # room for exactly that
+    assert run(book_for(standin, sid, mapping), mapping, NOW, quiet).report.changes
+    assert grid_cells(standin, sid) == 10**7
+
+
 def test_marks_of_messages_sent_land_even_when_the_log_spreadsheet_has_no_room_for_their_rows(standin, mapping):
     """The run's plan is written whole or not at all, but the tell's marks record messages that have
     gone: 送信済 must land in the main spreadsheet even if the log cannot take its rows, or the next
