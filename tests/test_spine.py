@@ -163,6 +163,31 @@ def test_a_workbook_near_the_xlsx_row_limit_is_said_by_the_run_that_crosses_80_p
     assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).notes == [note]  # and every run after
 
 
+def test_a_workbook_whose_dimension_record_is_wrong_is_read_whole(team, tmp_path, mapping):
+    """An .xlsx says in each sheet how many rows it uses, and some writers say it wrong (Apache POI's
+    streaming writer always writes A1): read as recorded, the run stopped on headers it could not
+    see, and a record short of the rows would drop bookings as if deleted. Read whole, the run plans
+    exactly what it plans for the file written right."""
+    import re
+    import zipfile
+
+    stale = tmp_path / "stale.xlsx"
+    with zipfile.ZipFile(team) as src, zipfile.ZipFile(stale, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                data, n = re.subn(rb'<dimension ref="[^"]*" ?/>', b'<dimension ref="A1"/>', data)
+                assert n == 1
+            dst.writestr(item, data)
+    right, wrong = (run(LocalWorkbook(p), mapping, NOW, record, dry_run=True) for p in (team, stale))
+    assert wrong.rows_read == right.rows_read == {"顧客": 2, "予約": 5, "担当者": 4}
+    assert wrong.plan == right.plan and wrong.plan
+    assert {c.name: c.used for c in LocalWorkbook(stale).capacity()} == {"顧客": 1, "予約": 1, "担当者": 1}  # unread
+    book = LocalWorkbook(stale)
+    book.read()
+    assert {c.name: c.used for c in book.capacity()} == {"顧客": 3, "予約": 6, "担当者": 5}  # what the read saw
+
+
 def test_formula_looking_text_is_stored_as_text(tmp_path, mapping):
     tabs = team_tabs([customer("C001", 個別メモ="=HYPERLINK(\"http://x\")")], [])
     path = write_book(tmp_path / "t.xlsx", tabs)

@@ -43,6 +43,7 @@ class WorkbookFull(ValueError):
 class LocalWorkbook:
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._rows_read: dict[str, int] = {}  # per tab, by the last read: a floor under a stale dimension
 
     def __str__(self) -> str:
         return str(self.path)
@@ -59,7 +60,8 @@ class LocalWorkbook:
             for ws in wb.worksheets:
                 if not ws.max_row:
                     ws.calculate_dimension(force=True)
-                out.append(Capacity("rows", ws.title, ws.max_row or 0, MAX_ROW, self.path.name))
+                rows = max(ws.max_row or 0, self._rows_read.get(ws.title, 0))
+                out.append(Capacity("rows", ws.title, rows, MAX_ROW, self.path.name))
             return out
         finally:
             wb.close()
@@ -75,9 +77,17 @@ class LocalWorkbook:
             raise FileNotFoundError(f"workbook not found: {self.path}")
         wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
         try:
-            return {ws.title: [list(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
+            tabs = {}
+            for ws in wb.worksheets:
+                # Read-only mode stops at the rows the file's dimension record claims, and some writers
+                # record it wrong (Apache POI's streaming writer: always A1): the headers go unseen, or
+                # a short record drops bookings as if deleted. Reset, openpyxl reads every row there is.
+                ws.reset_dimensions()
+                tabs[ws.title] = [list(r) for r in ws.iter_rows(values_only=True)]
         finally:
             wb.close()
+        self._rows_read = {title: len(rows) for title, rows in tabs.items()}
+        return tabs
 
     @contextmanager
     def transaction(self, titles: list[str]) -> Iterator[_Transaction]:
