@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -91,6 +93,20 @@ def log_down_to(path: Path, row: int, mapping) -> None:
     ws.append([c.header for c in mapping.tabs["changelog"].columns])
     ws.cell(row, 1, "ここまで保管済み")
     wb.save(path)
+
+
+def with_dimension(src: Path, dst: Path, ref: str | None) -> Path:
+    """A copy whose every sheet records `ref` as its dimension (None: no record at all), as some
+    writers leave it; openpyxl always records the right one."""
+    with zipfile.ZipFile(src) as old, zipfile.ZipFile(dst, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                record = b"" if ref is None else f'<dimension ref="{ref}"/>'.encode()
+                data, n = re.subn(rb"<dimension [^>]*/>", record, data)
+                assert n == 1
+            new.writestr(item, data)
+    return dst
 
 
 @pytest.fixture(scope="session")

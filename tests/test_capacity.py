@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import zipfile
-
 import openpyxl
 import pandas as pd
 import pytest
@@ -14,7 +11,7 @@ from tasks.check import check
 from tasks.frames import Capacity
 from tasks.rules.capacity import MOVE_LOG, NEW_LOG, OLD_LOG_ROWS, OLD_ROWS, TRIM, workbook_capacity
 from tasks.workbooks.local import MAX_ROW, LocalWorkbook
-from tests.conftest import NOW, booking, customer, log_down_to, tab_records, team_tabs, write_book
+from tests.conftest import NOW, booking, customer, log_down_to, tab_records, team_tabs, with_dimension, write_book
 
 GOOGLE = 10_000_000
 
@@ -87,12 +84,5 @@ def test_an_xlsx_written_without_its_dimension_is_measured_row_by_row(tmp_path):
         wb.active.cell(r, 1, f"row {r}")
     wb.active.title = "顧客"
     wb.save(path)
-    bare = tmp_path / "bare2.xlsx"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bare, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename.startswith("xl/worksheets/sheet"):
-                data, n = re.subn(rb"<dimension [^>]*/>", b"", data)
-                assert n == 1
-            dst.writestr(item, data)
+    bare = with_dimension(path, tmp_path / "bare2.xlsx", None)
     assert LocalWorkbook(bare).capacity() == [Capacity("rows", "顧客", 50, MAX_ROW, "bare2.xlsx")]
