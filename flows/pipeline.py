@@ -56,7 +56,7 @@ def read_step(book: Workbook) -> dict[str, list[list[Any]]]:
     return book.read()
 
 
-def check_step(raw: dict[str, list[list[Any]]], mapping: Mapping, capacity: tuple[Capacity, ...] = ()) -> Frames:
+def check_step(raw: dict[str, list[list[Any]]], mapping: Mapping, capacity: tuple[Capacity, ...]) -> Frames:
     return check(raw, mapping, capacity)
 
 

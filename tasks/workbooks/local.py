@@ -142,8 +142,7 @@ class _Transaction:
         for write in writes:
             added[write.title] = added.get(write.title, 0) + len(write.rows)
         for title, n in added.items():
-            last = _SheetState(self.wb[title]).last_row + n if n else 0
-            if last > MAX_ROW:
+            if n and (last := _SheetState(self.wb[title]).last_row + n) > MAX_ROW:
                 raise WorkbookFull(
                     f"workbook {self.name}: tab {title} would need {last:,} rows, past the {MAX_ROW:,} an .xlsx "
                     f"sheet can hold; nothing was written. {MAKE_ROOM}")
