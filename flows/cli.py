@@ -87,7 +87,8 @@ def reconcile(
     sheets_endpoint: str = ENDPOINT,
     now: str = NOW,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as a diff; write nothing."),
-    baseline: bool = typer.Option(False, "--baseline", help="Adoption run: fill everything, notify nobody."),
+    baseline: bool = typer.Option(False, "--baseline", help="Adoption run: fill everything, notify nobody "
+                                  "(but 運営 of a nearly full workbook)."),
     mappings: Path = MAPPINGS,
     routes: Path = ROUTES,
 ) -> None:

@@ -13,6 +13,7 @@ from tasks.plan import Plan, combine
 from tasks.pure_step import pure_step
 from tasks.rules.alerts import booking_alerts, remembered_start_and_salesperson
 from tasks.rules.bookings import end_times
+from tasks.rules.capacity import KIND as CAPACITY_KIND
 from tasks.rules.capacity import workbook_capacity
 from tasks.rules.duplicates import duplicate_candidates
 from tasks.rules.errors import error_rows
@@ -54,12 +55,14 @@ def as_baseline(plan: Plan) -> Plan:
     """The adoption run: fill everything, flood nobody (operations done, notices already sent).
 
     A baseline notice is 送信済 with no 送信日時 and 試行回数 0; エラー stays blank (nothing failed).
+    A workbook nearly full is still told to 運営: it is a fact about today, not a backlog, and marked
+    sent it would wait for next month while the writes run out of room.
     """
     appends = []
     for a in plan.appends:
         if a.tab == "operations":
             a = a.with_values(done=True, reason=BASELINE_REASON)
-        elif a.tab == "outbox":
+        elif a.tab == "outbox" and not a.key.startswith(f"{CAPACITY_KIND}:"):
             a = a.with_values(state=SENT)
         appends.append(a)
     return Plan(plan.edits, tuple(appends), plan.deletes, plan.problems, plan.log)

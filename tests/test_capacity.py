@@ -86,3 +86,17 @@ def test_an_xlsx_written_without_its_dimension_is_measured_row_by_row(tmp_path):
     wb.save(path)
     bare = with_dimension(path, tmp_path / "bare2.xlsx", None)
     assert LocalWorkbook(bare).capacity() == [Capacity("rows", "顧客", 50, MAX_ROW, "bare2.xlsx")]
+
+
+def test_the_baseline_still_tells_ops_that_the_workbook_is_nearly_full(tmp_path, mapping):
+    """The adoption run marks every backlog notice sent; this one is about today, and marked sent
+    it would wait for next month while the log runs out of room."""
+    sent: list = []
+    won = booking("R002", "C001", "2026/11/10 10:00", "来店済み", 結果="成約")  # the link maker is told
+    path = write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00"), won]))
+    log_down_to(path, int(0.85 * MAX_ROW), mapping)
+    run(LocalWorkbook(path), mapping, NOW, lambda *m: sent.append(m), baseline=True)
+    assert [(to, title) for to, title, _, _ in sent] == [("運営", "シートの容量")]
+    states = {r["通知ID"]: r["状態"] for r in tab_records(path, "通知")}
+    assert states.pop("workbook_nearly_full:rows:変更履歴:80:2026-11") == "送信済"
+    assert states and set(states.values()) == {"送信済"}  # the backlog: marked, never sent
