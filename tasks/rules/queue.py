@@ -7,9 +7,9 @@
   or menu switch of a customer (the older one stays).
 - Closing: 対応済 ticked, 対応日時 = now, 理由 `不要になりました（<why>）`. The row leaves every
   list of open work (the chases, the digest, the export) like a done one, and 理由 tells it
-  apart from work staff did. Staff did nothing in the LINE tool, and need not: the tool never
-  got the change (a removal that was not done leaves the tag where it is). The original 理由
-  stays in 変更履歴.
+  apart from work staff did. A closed tag or menu row has the opposite row listed beside it by
+  `tasks.rules.tags`, so the LINE tool ends as the cell says whether or not a person did the
+  closed one without ticking it. The original 理由 stays in 変更履歴.
 - 対応日時 = now on the first run that sees 対応済 ticked with 対応日時 blank; unticking clears it.
   Rows ticked by the adoption run (理由 導入時) keep 対応日時 blank: nobody did them at a time.
 

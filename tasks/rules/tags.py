@@ -17,10 +17,12 @@ waits: that tag or that menu keeps what the cell has until the booking is fixed.
 Operation ids: `<操作>:<お客様番号>:<内容>:<now yyyymmddHHMM>` for a tag or menu change (the same
 tag may come and go again months later; `-2`, `-3`… if that minute is taken), and
 `メッセージ送信:<予約ID>:<template>` for a cancel (once per booking). No new row is listed while an
-open (not 対応済) row for the same tag, or a menu switch, of that customer is there: one in the
-same direction already asks for it, one in the other direction means the LINE tool never changed
-and `tasks.rules.queue` closes it as pointless. The cell edit and its operation form one group,
-so neither lands without the other.
+open (not 対応済) row asks for the same change of that customer (the same tag the same way, a
+switch to the same menu). An open row the other way is closed by `tasks.rules.queue`, and the new
+row is listed all the same: a person may have done the first in the LINE tool without ticking it,
+and a 個別相談予約完了 tag left there locks the customer out of the rebooking calendar (removing a
+tag the tool does not show, or switching to the menu it shows, costs a click). The cell edit and
+its operation form one group, so neither lands without the other.
 """
 
 from __future__ import annotations
@@ -259,9 +261,9 @@ def _tags(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     gone = {c: frozenset(tag_key(t) for j, t in enumerate(tags) if c >> j & 1) for c in set(remove_codes)}
     texts = [_rewritten(cell, added[a], gone[r], seps, mapping.tags.separator) or None
              for cell, a, r in zip([distinct[c] for c in codes[rows].tolist()], add_codes, remove_codes, strict=True)]
-    waiting = _pairs_mask(want.index[rows], tags, _open_keys(frames, (ADD, REMOVE)))
     appends = []
     for action, matrix in ((ADD, adding), (REMOVE, removing)):
+        waiting = _pairs_mask(want.index[rows], tags, _open_keys(frames, (action,)))  # the same way only
         at, col = np.nonzero(matrix[rows] & ~waiting)  # row-major: by customer, then the tags' order
         pairs_cids, pairs_tags = [cids[i] for i in at.tolist()], [tags[j] for j in col.tolist()]
         why = {tag: _why(rule, action == ADD) for tag, rule in rules.items()}
@@ -290,9 +292,9 @@ def _menu(frames: Frames, mapping: Mapping, want: pd.DataFrame, ops: NewOperatio
     desired = desired[~desired.index.isin(list(blocked))]
     edits = set_field(table, "rich_menu", desired, MENU_REASON, group_prefix="lstep-menu:")
     current = dict(zip(table.data.index.tolist(), table.data["rich_menu"].tolist(), strict=True))
-    waiting = set(_open_keys(frames, (MENU,))[0])
-    # filling a blank (or unknown) cell is not a switch; an open switch stands
-    switches = [e for e in edits if current.get(e.key) in (menus.before, menus.after) and e.key not in waiting]
+    waiting = set(zip(*_open_keys(frames, (MENU,)), strict=True))
+    # filling a blank (or unknown) cell is not a switch; an open switch to the same menu stands
+    switches = [e for e in edits if current.get(e.key) in (menus.before, menus.after) and (e.key, e.new) not in waiting]
     cids, menu = [e.key for e in switches], [e.new for e in switches]
     why = ["面談が始まりました" if m == menus.after else "開始済みの予約がなくなりました" for m in menu]
     appends = ops.rows(MENU, ops.fresh_ids(MENU, cids, menu), cids, menu, why,
