@@ -57,8 +57,8 @@ Result = tuple[object, "str | None"]
 
 _INVISIBLE = "\u200b\ufeff"  # zero-width characters, pasted from web pages
 _ZERO_WIDTH = dict.fromkeys(map(ord, _INVISIBLE))
-_HYPHENS = "\u2010\u2011\u2012\u2013\u2014\u2015\u30fc\uff70\u2212\uff0d\ufe63"
-_DASH = str.maketrans(dict.fromkeys(_HYPHENS, "-"))
+HYPHENS = "\u2010\u2011\u2012\u2013\u2014\u2015\u30fc\uff70\u2212\uff0d\ufe63"
+_DASH = str.maketrans(dict.fromkeys(HYPHENS, "-"))
 
 
 _HAS_INVISIBLE = re.compile(f"[{_INVISIBLE}]").search

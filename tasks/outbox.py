@@ -13,6 +13,7 @@ import pandas as pd
 
 from tasks.frames import Frames
 from tasks.mapping import Mapping
+from tasks.normalize import HYPHENS
 from tasks.plan import Append
 from tasks.rules.common import new_row
 
@@ -20,7 +21,9 @@ PENDING, SENT, FAILED = "未送信", "送信済", "失敗"
 
 _EMAIL = re.compile(r"([^\s@＠、。,;:()（）<>]{1,64})[@＠]([^\s@＠、。,;:()（）<>]+[.．][A-Za-zＡ-Ｚａ-ｚ]{2,})")
 # A phone number starts with 0 (domestic) or + (international): a date (2026-11-20 10:00) or an id does not.
-_PHONE = re.compile(r"(?<![\dA-Za-z])((?:[+＋]\d|[0０])[\d\- ‐－ー()（）.．]{7,}\d)(?![\dA-Za-z])")
+# Its digits may be split by any hyphen staff type (the ones check reads as '-': −, –, ー …), and it may
+# follow "tel" directly; after any other letter it is part of an id.
+_PHONE = re.compile(rf"(?:(?<=[Tt][Ee][Ll])|(?<![\dA-Za-z]))((?:[+＋]\d|[0０])[\d\- {HYPHENS}()（）.．]{{7,}}\d)(?![\dA-Za-z])")
 
 
 def mask(text: str) -> str:
