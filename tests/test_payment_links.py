@@ -284,13 +284,13 @@ def test_unreadable_outcome_or_repeated_booking_id_cancels_nothing(tmp_path, map
 def test_pending_over_24_hours_tells_ops_once_a_day(tmp_path, mapping, outbox):
     path = book(tmp_path, [won()])
     go(path, mapping, outbox)
-    go(path, mapping, outbox, now=NOW + pd.Timedelta(hours=23))
+    go(path, mapping, outbox, now=NOW + pd.Timedelta(hours=24))  # over 24 hours, not at 24
     assert not outbox.to("運営")
     day2 = NOW + pd.Timedelta(hours=25)
     go(path, mapping, outbox, now=day2)
     go(path, mapping, outbox, now=day2 + pd.Timedelta(hours=2))
     [told] = outbox.to("運営")
-    assert "PL-R001" in told and "24時間以上" in told and "作成担当 高橋" in told
+    assert "PL-R001" in told and "24時間を超えて" in told and "作成担当 高橋" in told
     go(path, mapping, outbox, now=NOW + pd.Timedelta(days=2))
     assert len(outbox.to("運営")) == 2
     assert {"payment_link_overdue:PL-R001:2026-11-21", "payment_link_overdue:PL-R001:2026-11-22"} <= set(notices(path))

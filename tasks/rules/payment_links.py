@@ -281,7 +281,7 @@ def _created(frames, mapping, now, rid, row, where, group) -> Append | None:
 def _overdue(frames, mapping, now, s: pd.DataFrame, table: Table) -> list[Append | None]:
     cfg = mapping.payment_links
     at = pd.to_datetime(s["requested_at"])
-    late = at.notna() & (at <= now - pd.Timedelta(hours=cfg.overdue_hours)) & (
+    late = at.notna() & (at < now - pd.Timedelta(hours=cfg.overdue_hours)) & (  # over, as the contract says
         at >= now - pd.Timedelta(days=mapping.lookback_days))
     hours = f"{cfg.overdue_hours:g}"
     return [
