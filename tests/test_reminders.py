@@ -324,6 +324,24 @@ def test_a_deleted_booking_row_counts_as_cancelled(tmp_path, mapping):
     assert not plan_at(book, T0 + H, mapping)
 
 
+def test_a_booking_moved_to_another_customer_is_cancelled_for_that_customer(tmp_path, mapping):
+    """Pending steps follow お客様番号 as they follow 営業担当; sent ones keep who they went to. So the
+    deletions and the cancel message of a row deleted later are listed for the customer who held it."""
+    other = customer("C002", "佐々木", "次郎", LINEユーザーID="U" + "2" * 32)
+    book = team(tmp_path, customers=[customer("C001", LINEユーザーID="U" + "1" * 32), other])
+    step(book, T0, mapping)
+    book.set("予約", "R001", "お客様番号", "C002")
+    step(book, T0 + H, mapping)
+    who = {k.split(":", 1)[1]: (r["状態"], r["お客様番号"]) for k, r in rems(book).items()}
+    assert who["挨拶:即時"] == ("送信済", "C001")  # the greeting went to C001 at T0
+    assert {who[f"個別相談設定中:{s}"] for s in PROTECTED} == {("予定", "C002")}
+    book.delete("予約", "R001")
+    step(book, T0 + 2 * H, mapping, full=True)
+    listed = book.by_key("L-Step操作")
+    assert {r["お客様番号"] for r in listed.values() if r["操作"] in ("リマインド削除", "メッセージ送信")} == {"C002"}
+    assert not plan_at(book, T0 + 2 * H, mapping)
+
+
 def test_a_booking_id_on_two_rows_is_not_a_deleted_booking(tmp_path, mapping):
     book = team(tmp_path)
     step(book, T0, mapping)

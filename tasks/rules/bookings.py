@@ -13,6 +13,8 @@ from tasks.mapping import Mapping
 from tasks.plan import Plan
 from tasks.rules.common import set_field
 
+PLANNED = "予定"  # a リマインド step not sent yet (tasks.rules.reminders, which reads this module)
+
 
 def booking_facts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     """One row per booking id, those in 予約 and those only the pipeline remembers (deleted).
@@ -48,10 +50,12 @@ def _deleted(frames: Frames) -> pd.DataFrame:
     """Bookings the pipeline has seen (they have reminders) whose row left 予約."""
     r = frames["reminders"].data
     gone_rows = (r["booking_id"].notna() & ~r["booking_id"].isin(frames["bookings"].data.index)).to_numpy()
-    # its last word: the step updated last (a pending one follows the booking's 営業担当, a sent one
-    # keeps the old), ties by リマインドID; not the first row, which the tab's order would decide
+    # its last word: a pending step (it followed the booking's 営業担当 and お客様番号 until the row
+    # left; a sent one keeps who it went to), else the step updated last, ties by リマインドID; not the
+    # first row, which the tab's order would decide
     rows = r.loc[gone_rows, ["booking_id", "customer_id", "salesperson", "updated_at"]]
-    gone = (rows.assign(rid=rows.index).sort_values(["updated_at", "rid"], na_position="first")
+    rows = rows.assign(rid=rows.index, pending=r.loc[gone_rows, "state"].eq(PLANNED))
+    gone = (rows.sort_values(["pending", "updated_at", "rid"], na_position="first")
             .drop_duplicates("booking_id", keep="last").set_index("booking_id"))
     out = pd.DataFrame(index=gone.index)
     out["customer_id"] = gone["customer_id"]

@@ -7,7 +7,8 @@ this order, each step reasoning on the state the previous one left:
 
 1. A 予定 step whose 送信予定日時 has passed becomes 送信済: the LINE tool has sent it. Nothing
    else looks at the row before this.
-2. A 予定 step takes its booking's current 営業担当 (so the work below reaches the right person).
+2. A 予定 step takes its booking's current 営業担当 and お客様番号 (so the work below reaches the
+   right person, and a booking moved to another customer is cancelled for that customer).
 3. A cancelled booking (a cancelled status, or a row gone from 予約) has every 予定 step 取消
    (理由 キャンセル), and each such step is listed once in L-Step操作 as リマインド削除 with 期限 =
    its send time, since the LINE tool is where it must really be deleted.
@@ -40,11 +41,11 @@ from tasks.frames import DATETIME, Frames
 from tasks.mapping import Mapping, Step
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
-from tasks.rules.bookings import booking_facts
+from tasks.rules.bookings import PLANNED, booking_facts
 from tasks.rules.common import new_rows, set_field, shown_time
 from tasks.rules.operations import NewOperations
 
-PLANNED, SENT, CANCELLED, SKIPPED = "予定", "送信済", "取消", "スキップ"
+SENT, CANCELLED, SKIPPED = "送信済", "取消", "スキップ"
 WHY_NEW = "新規予約"
 WHY_PAST = "過去のため スキップ"
 WHY_SENT = "送信時刻を過ぎたため 送信済"
@@ -53,7 +54,7 @@ WHY_MOVED = "日程変更"
 WHY_MOVED_PAST = "日程変更: 過去のため スキップ"
 DELETE_ACTION = "リマインド削除"
 FIELDS = ["booking_id", "customer_id", "salesperson", "series", "step", "send_at", "state", "reason", "updated_at"]
-WRITTEN = ["salesperson", "send_at", "state", "reason", "updated_at"]
+WRITTEN = ["customer_id", "salesperson", "send_at", "state", "reason", "updated_at"]
 
 
 def reminder_id(booking_ids: pd.Index, series: str, step: str) -> pd.Index:
@@ -143,11 +144,15 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
     # 1. what the LINE tool has sent by now
     change((rows["state"] == PLANNED) & (rows["send_at"] < now), WHY_SENT, state=SENT)
 
-    # 2. pending steps go with the booking's salesperson
+    # 2. pending steps go with the booking's salesperson and customer (a booking moved to another
+    # customer: a cancel later is then listed for, and told to, the customer who holds it)
     planned = rows["state"] == PLANNED
-    in_sheet = facts[~facts["deleted"] & facts["salesperson"].notna()]
-    owner = rows["booking_id"].map(in_sheet["salesperson"])
-    change(planned & owner.notna() & owner.ne(rows["salesperson"]), salesperson=owner)
+    readable = frames["bookings"].usable("customer_id")
+    in_sheet = facts[~facts["deleted"]]
+    for name, known in (("salesperson", in_sheet["salesperson"].notna()),
+                        ("customer_id", in_sheet["customer_id"].notna() & readable.reindex(in_sheet.index, fill_value=False))):
+        now_is = rows["booking_id"].map(in_sheet.loc[known.to_numpy(), name])
+        change(planned & now_is.notna() & now_is.ne(rows[name]), **{name: now_is})
 
     # 3. a cancelled or deleted booking: every pending step is cancelled
     gone = facts.index[facts["cancelled"].astype(bool)]
