@@ -316,6 +316,18 @@ def test_9_cancel_wanting_a_new_date_with_no_rebooking_by_the_end_of_that_day(tm
     assert items(book, "R001") == [] and len(alert_notices(outbox)) == 2
 
 
+def test_9_a_booking_first_seen_already_cancelled_counts_from_that_day_not_its_meeting(tmp_path, mapping):
+    """Booked and cancelled between two runs, for a meeting a week ahead: no reminders date the
+    cancel, the cancel message listed that day does."""
+    book = team(tmp_path, [customer("C001")], [booking("R001", "C001", START, "キャンセル", キャンセル区分="日程変更希望")])
+    outbox = Outbox()
+    step(book, T0, mapping, outbox, full=True)  # full: the tags rule lists the cancel message
+    step(book, dt.datetime(2026, 11, 20, 23, 59), mapping, outbox, full=True)
+    assert items(book, "R001") == []  # the day it was first seen is not over
+    step(book, dt.datetime(2026, 11, 21, 9, 0), mapping, outbox, full=True)
+    assert items(book, "R001") == [WORDS[9]] and told(outbox, "R001") == [("alert:R001:no_rebooking", "佐藤")]
+
+
 # --------------------------------------------------------------------------- edge cases
 
 

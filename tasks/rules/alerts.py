@@ -35,6 +35,7 @@ from tasks.plan import Append, Plan
 from tasks.rules.common import set_field, shown_times
 from tasks.rules.operations import customer_names
 from tasks.rules.reminders import known_bookings, reminder_state
+from tasks.rules.tags import MESSAGE, message_targets
 
 COLUMNS = ["booking_id", "order", "code", "text", "recipient", "template"]
 
@@ -211,6 +212,15 @@ def _second_meeting_elsewhere(b: pd.DataFrame, words) -> pd.Series:
     return pd.Series(out, index=b.index)
 
 
+def _cancel_messages_listed(frames: Frames, mapping: Mapping) -> pd.Series:
+    """Booking id -> when its first cancel message (L-Step操作 メッセージ送信) was listed."""
+    ops = frames["operations"].data
+    titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
+    targets = message_targets(ops.index[ops["action"].eq(MESSAGE).to_numpy()], titles)
+    listed = pd.to_datetime(ops["created_at"].reindex(targets.index), errors="coerce")
+    return listed.groupby(targets["booking_id"].to_numpy()).min().dropna()
+
+
 def _no_rebooking(frames: Frames, now: pd.Timestamp, mapping: Mapping, b: pd.DataFrame, since) -> pd.Series:
     """Alert 9: cancelled wanting a new date, and the day the cancel was seen ended with no rebooking."""
     wants = b["cancelled"] & (b["cancel_kind"] == mapping.alerts.rebooking_cancel_kind) & b["customer_id"].notna()
@@ -219,7 +229,12 @@ def _no_rebooking(frames: Frames, now: pd.Timestamp, mapping: Mapping, b: pd.Dat
         return out
     seen = reminder_state(frames, now, mapping).cancelled_at()
     cases = b.loc[wants, ["customer_id", "start"]].copy()
-    cases["seen"] = seen.reindex(cases.index).astype(cases["start"].dtype).fillna(cases["start"])
+    # a booking first seen already cancelled has no reminders to date it: the cancel message listed
+    # when it was first seen does (or this run, the first sight), but never later than its start (a
+    # team's history, or a meeting that never was, counts from the meeting)
+    first = _cancel_messages_listed(frames, mapping).reindex(cases.index).astype(cases["start"].dtype).fillna(now)
+    first = first.where(first <= cases["start"], cases["start"])
+    cases["seen"] = seen.reindex(cases.index).astype(cases["start"].dtype).fillna(first)
     deadline = cases["seen"].dt.normalize() + pd.Timedelta(days=1)
     cases = cases[((deadline <= now) & (deadline >= since)).to_numpy()]
     if cases.empty:
