@@ -27,14 +27,15 @@ MAX_PASSES = 2 * len(STEPS)  # a merge needs len(STEPS) + 1; the rest is room fo
 
 
 def merge_plan(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
-    """The whole merge plan (what a dry run prints)."""
+    """The whole merge plan as a dry run prints it: without the guards, which write nothing (as `_total`)."""
     del baseline  # a merge is never part of an adoption run
-    return merge_approved(frames, now, mapping)
+    return merge_approved(frames, now, mapping).without_checks()
 
 
 def step_plan(frames: Frames, now: pd.Timestamp, mapping: Mapping, *, baseline: bool = False) -> Plan:
-    """What one pass writes: the next step of every merge."""
-    return next_step(merge_plan(frames, now, mapping, baseline=baseline))
+    """What one pass writes: the next step of every merge, with its guards."""
+    del baseline
+    return next_step(merge_approved(frames, now, mapping))
 
 
 def run_merge(
@@ -55,14 +56,14 @@ def run_merge(
 
 
 def _total(passes: list[RunSummary]) -> RunSummary:
-    """One summary of a run's passes: everything planned and written, the last pass's problems."""
+    """One summary of a run's passes: everything planned (not the guards) and written, the last pass's problems."""
     last = passes[-1]
     plan = Plan(
-        edits=tuple(e for p in passes for e in p.plan.edits if not e.check_only),
+        edits=tuple(e for p in passes for e in p.plan.edits),
         appends=tuple(a for p in passes for a in p.plan.appends),
         deletes=tuple(d for p in passes for d in p.plan.deletes),
         log=tuple(line for p in passes for line in p.plan.log),
-    )
+    ).without_checks()
     reports = [p.report for p in passes]
     report = ApplyReport(
         cells_written=sum(r.cells_written for r in reports),

@@ -8,7 +8,7 @@ can skip a cell that a person changed after the read (compare-and-set).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
@@ -126,6 +126,10 @@ class Plan:
     def tabs(self) -> list[str]:
         names = {e.tab for e in self.edits} | {a.tab for a in self.appends} | {d.tab for d in self.deletes}
         return sorted(names)
+
+    def without_checks(self) -> Plan:
+        """What the plan changes, as a summary counts and a diff lists it: a check-only edit writes nothing."""
+        return replace(self, edits=tuple(e for e in self.edits if not e.check_only))
 
     def sorted(self) -> Plan:
         """The canonical order: the same plan prints and applies the same way every time."""

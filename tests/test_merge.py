@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 
 import openpyxl
 import pytest
@@ -185,6 +186,18 @@ def test_the_dry_run_command_prints_the_plan_and_writes_nothing(pair):
     assert result.exit_code == 0, result.output
     assert "統合履歴 C001" in result.output and "- 顧客 C001" in result.output
     assert pair.read_bytes() == before
+
+
+def test_the_dry_run_shows_and_counts_only_what_the_merge_writes(pair, mapping):
+    """The merge's check-only guards write nothing: the dry run listed them ("姓: '山田' → '山田'") and counted
+    them, so its counts were not the applied run's."""
+    result = CliRunner().invoke(app, ["merge", "--workbook", str(pair), "--now", "2026-11-20T10:00+09:00", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = run_merge(LocalWorkbook(pair), mapping, NOW, send).plan
+    edits = [re.match(r"~ .*?: ('[^']*') → ('[^']*')", line) for line in result.output.splitlines() if line.startswith("~ ")]
+    assert len(edits) == len(plan.edits) and all(m and m[1] != m[2] for m in edits)
+    assert f"Plan ({plan.size} changes;" in result.output
+    assert f"{len(plan.edits)} cell edits, {len(plan.appends)} new rows, {len(plan.deletes)} row removals" in result.output
 
 
 @pytest.mark.parametrize(
