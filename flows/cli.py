@@ -20,7 +20,7 @@ from tasks.workbooks.local import WorkbookFull
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, wherever the output goes (a log, a pipe)
 EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, WorkbookFull, CredentialsError,
             RouteConfigError)  # plain words
 ROUTES_HELP = "Notification routing: YAML/TOML, 宛先 -> Apprise URLs (also SALESOPS_ROUTE_<NAME>=url). Default: the console."

@@ -149,6 +149,15 @@ def test_a_write_past_the_xlsx_row_limit_is_refused_whole_and_says_what_to_do(te
     assert run(LocalWorkbook(team), mapping, NOW, record).report.rows_added > 5
 
 
+def test_a_command_line_error_is_one_line_however_long(tmp_path):
+    """An error is one line in a log or a pipe too: rich wrapped it at the console's width (80
+    columns when not a terminal), splitting a long path over lines."""
+    missing = tmp_path / ("a" * 150) / ("b" * 150) / "team.xlsx"
+    cli = CliRunner().invoke(app, ["reconcile", "--workbook", str(missing), "--now", "2026-11-20T10:00+09:00"],
+                             env={"PREFECT_API_URL": ""})
+    assert cli.exit_code == 2 and cli.output == f"error: workbook not found: {missing}\n"
+
+
 def test_a_workbook_near_the_xlsx_row_limit_is_said_by_the_run_that_crosses_80_percent(team, mapping):
     """From 80% of a sheet's rows each run says so (in its summary, and so in the CLI's output and the
     flow's artifact, as for Google's cell limit), counting the rows this run appended."""
