@@ -16,7 +16,7 @@ import pandas as pd
 from tasks.check import check
 from tasks.frames import Capacity, Frames, Problem
 from tasks.mapping import Mapping
-from tasks.normalize import normalize_value
+from tasks.normalize import DATETIME_BAD, normalize_value
 from tasks.plan import Plan
 from tasks.pure_step import pure_step, run_scope
 from tasks.reconcile import reconcile
@@ -117,10 +117,19 @@ def run(
 
 def parse_clock(now: str | None, what: str = "now=") -> pd.Timestamp:
     """A run's clock, from a flow parameter or --now (a time without a zone is Tokyo's); none is the
-    present second; a text that would be a guess is a ValueError naming `what`."""
+    present second; a text that would be a guess is a ValueError naming `what`. A bare number is one:
+    a cell's may be an Excel serial date, but nobody gives a clock as one (46000 would be 2025-12-09)."""
     if not now:
         return pd.Timestamp.now(tz="Asia/Tokyo").floor("s")
     stamp, problem = normalize_value("datetime", now)
-    if problem:
-        raise ValueError(f"{what}{now!r}: {problem}")
+    if problem or _is_number(now):
+        raise ValueError(f"{what}{now!r}: {problem or DATETIME_BAD}")
     return stamp
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

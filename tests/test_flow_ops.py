@@ -39,8 +39,9 @@ def test_business_hours_are_tokyo_wall_clock_with_the_end_excluded():
     assert why_skip(TEN, night, None, None, WALL) is not None
 
 
-@pytest.mark.parametrize("guess", ["11/20 10:00", "2026-13-01T10:00", "tomorrow"])
+@pytest.mark.parametrize("guess", ["11/20 10:00", "2026-13-01T10:00", "tomorrow", "46000", "46000.5", " ４６０００ "])
 def test_a_clock_that_would_be_a_guess_is_refused(guess):
+    """A bare number too: as a cell it may be an Excel serial date (46000 is 2025-12-09), never as a clock."""
     with pytest.raises(ValueError, match="now="):
         parse_clock(guess)
 
