@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from tasks.check import InputError
+from tasks.files import CannotWrite
 from tasks.mapping import MappingError, load_mapping
 from tasks.notify import RouteConfigError
 from tasks.workbooks.credentials import CredentialsError
@@ -21,7 +22,7 @@ from tasks.workbooks.local import WorkbookFull
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, wherever the output goes (a log, a pipe)
-EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, WorkbookFull, CredentialsError,
+EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, WorkbookFull, CannotWrite, CredentialsError,
             RouteConfigError)  # plain words
 ROUTES_HELP = "Notification routing: YAML/TOML, 宛先 -> Apprise URLs (also SALESOPS_ROUTE_<NAME>=url). Default: the console."
 

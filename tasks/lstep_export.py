@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from tasks.files import replace_atomically
 from tasks.frames import Frames
 from tasks.mapping import Mapping
 from tasks.normalize import normalize_series, normalize_value
@@ -118,14 +117,7 @@ def write_export(path: Path | str, export: Export, encoding: str) -> Path:
     """Write the file atomically (a reader never sees half a file)."""
     path = Path(path)
     data = export_bytes(export, encoding)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
 
 

@@ -1,8 +1,9 @@
 """The local workbook adapter (.xlsx through openpyxl): the embedded default and the demo.
 
 Reads every tab in one streaming pass; writes by loading the file again (the state at write
-time, for compare-and-set), changing only the resolved cells and replacing the file atomically,
-so a crash never leaves a half-written workbook and an empty plan never touches the file.
+time, for compare-and-set), changing only the resolved cells and replacing the file atomically
+(tasks/files.py: a symlink's target, its permissions kept), so a crash never leaves a half-written
+workbook and an empty plan never touches the file.
 
 An .xlsx sheet holds at most 1,048,576 rows (Excel's limit, which openpyxl enforces), and 変更履歴
 grows by a row per changed cell: a write that would pass it is refused whole with what to do,
@@ -13,8 +14,6 @@ room to act.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from openpyxl.cell.cell import MergedCell
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.xml.constants import MAX_ROW
 
+from tasks.files import replace_atomically
 from tasks.frames import Capacity
 from tasks.normalize import cell_text
 from tasks.write import StructureChange, TabWrite, rows_by_key
@@ -96,7 +96,7 @@ class LocalWorkbook:
         tx = _Transaction(wb, self.path.name)
         yield tx
         if tx.dirty:
-            _save_atomically(wb, self.path)
+            replace_atomically(self.path, wb.save)
 
 
 class _Transaction:
@@ -210,14 +210,3 @@ def _put(cell: Any, value: Any) -> None:
     cell.value = value
     if isinstance(value, str):
         cell.data_type = "s"  # openpyxl would store "=..." as a formula
-
-
-def _save_atomically(wb: openpyxl.Workbook, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        wb.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
