@@ -18,12 +18,13 @@ from tasks.notify import RouteConfigError
 from tasks.workbooks.credentials import CredentialsError
 from tasks.workbooks.google import SheetsError
 from tasks.workbooks.local import WorkbookFull
+from tasks.workbooks.xlsx_file import NotAWorkbook
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, wherever the output goes (a log, a pipe)
-EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, WorkbookFull, CannotWrite, CredentialsError,
-            RouteConfigError)  # plain words
+EXPECTED = (MappingError, InputError, FileNotFoundError, SheetsError, WorkbookFull, NotAWorkbook, CannotWrite,
+            CredentialsError, RouteConfigError)  # plain words
 ROUTES_HELP = "Notification routing: YAML/TOML, 宛先 -> Apprise URLs (also SALESOPS_ROUTE_<NAME>=url). Default: the console."
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
+import zipfile
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -83,3 +85,56 @@ def test_an_export_into_a_missing_folder_names_the_folder(team, tmp_path):
     out = tmp_path / "missing" / "x.csv"
     said(salesops("export-operations", "--workbook", str(team), "--out", str(out)),
          f"cannot write x.csv in the folder {out.parent}: No such file or directory; nothing was written")
+
+
+def _zip_with(path, drop=(), damage=()):
+    """A copy of the demo-sized workbook with parts left out or their XML cut short."""
+    source = write_book(path.with_name("source.xlsx"), team_tabs([customer("C001")], []))
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(path, "w") as new:
+        for item in old.infolist():
+            if item.filename not in drop:
+                new.writestr(item, b"<unclosed" if item.filename in damage else old.read(item.filename))
+    source.unlink()
+
+
+NOT_XLSX = {
+    "folder": (lambda p: p.mkdir(), "(it is a folder)"),
+    "text": (lambda p: p.write_text("お客様番号,姓\n"), "(not the zip archive every .xlsx is"),
+    "empty": (lambda p: p.write_bytes(b""), "(not the zip archive every .xlsx is"),
+    "old xls renamed": (lambda p: p.write_bytes(bytes.fromhex("D0CF11E0A1B11AE1") + bytes(504)), "(not the zip"),
+    "zip of something else": (lambda p: _zip_with(p, drop=("[Content_Types].xml",)),
+                              "(a zip archive, but there is no item named '[Content_Types].xml' in the archive)"),
+    "damaged sheet": (lambda p: _zip_with(p, damage=("xl/worksheets/sheet1.xml",)), "(damaged XML inside: unclosed"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_XLSX)
+def test_a_path_that_is_not_an_xlsx_is_refused_in_one_line(tmp_path, kind):
+    """A folder, a renamed file or a damaged archive gave a hundred-line traceback (IsADirectoryError,
+    BadZipFile, KeyError, ParseError)."""
+    make, why = NOT_XLSX[kind]
+    path = tmp_path / "fake.xlsx"
+    make(path)
+    before = None if path.is_dir() else path.read_bytes()
+    said(salesops("reconcile", "--workbook", str(path), "--now", "2026-11-20T10:00+09:00"),
+         f"error: {path} is not an .xlsx workbook {why}")
+    assert before is None or path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["digest"], ["merge"], ["export-operations", "--out", "ops.csv"]])
+def test_every_command_that_opens_a_workbook_refuses_one_that_is_not(tmp_path, command, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("fake.xlsx").write_text("not a workbook")
+    said(salesops(*command, "--workbook", "fake.xlsx"), "error: fake.xlsx is not an .xlsx workbook (not the zip")
+    assert Path("fake.xlsx").read_text() == "not a workbook" and not Path("ops.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["team.xlsm", "team.xls", "team.xltx", "team"])
+def test_any_suffix_but_xlsx_is_refused(tmp_path, name):
+    """openpyxl saved an .xlsm without its macros, and with a content type Excel then refuses."""
+    path = write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [])).rename(tmp_path / name)
+    before = path.read_bytes()
+    said(salesops("reconcile", "--workbook", str(path), "--now", "2026-11-20T10:00+09:00"),
+         f"error: {path} is not an .xlsx workbook: only .xlsx is read and written (openpyxl would drop an .xlsm's macros")
+    assert path.read_bytes() == before
+    assert LocalWorkbook(tmp_path / "TEAM.XLSX").path.name == "TEAM.XLSX"  # the case of the suffix is no matter

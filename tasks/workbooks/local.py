@@ -28,6 +28,7 @@ from openpyxl.xml.constants import MAX_ROW
 from tasks.files import replace_atomically
 from tasks.frames import Capacity
 from tasks.normalize import cell_text
+from tasks.workbooks.xlsx_file import check_suffix, opened_as_xlsx
 from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
@@ -43,6 +44,7 @@ class WorkbookFull(ValueError):
 class LocalWorkbook:
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        check_suffix(self.path)
         self._rows_read: dict[str, int] = {}  # per tab, by the last read: a floor under a stale dimension
 
     def __str__(self) -> str:
@@ -54,17 +56,18 @@ class LocalWorkbook:
         side of telling early."""
         if not self.path.exists():
             return []
-        wb = openpyxl.load_workbook(self.path, read_only=True)
-        try:
-            out = []
-            for ws in wb.worksheets:
-                if not ws.max_row:
-                    ws.calculate_dimension(force=True)
-                rows = max(ws.max_row or 0, self._rows_read.get(ws.title, 0))
-                out.append(Capacity("rows", ws.title, rows, MAX_ROW, self.path.name))
-            return out
-        finally:
-            wb.close()
+        with opened_as_xlsx(self.path):
+            wb = openpyxl.load_workbook(self.path, read_only=True)
+            try:
+                out = []
+                for ws in wb.worksheets:
+                    if not ws.max_row:
+                        ws.calculate_dimension(force=True)
+                    rows = max(ws.max_row or 0, self._rows_read.get(ws.title, 0))
+                    out.append(Capacity("rows", ws.title, rows, MAX_ROW, self.path.name))
+                return out
+            finally:
+                wb.close()
 
     def notes(self) -> list[str]:
         """A tab near the .xlsx row limit: said while there is room left, since a write past it is refused."""
@@ -75,24 +78,26 @@ class LocalWorkbook:
     def read(self) -> dict[str, list[list[Any]]]:
         if not self.path.exists():
             raise FileNotFoundError(f"workbook not found: {self.path}")
-        wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
-        try:
-            tabs = {}
-            for ws in wb.worksheets:
-                # Read-only mode stops at the rows the file's dimension record claims, and some writers
-                # record it wrong (Apache POI's streaming writer: always A1): the headers go unseen, or
-                # a short record drops bookings as if deleted. Reset, openpyxl reads every row there is.
-                ws.reset_dimensions()
-                tabs[ws.title] = [list(r) for r in ws.iter_rows(values_only=True)]
-        finally:
-            wb.close()
+        with opened_as_xlsx(self.path):
+            wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            try:
+                tabs = {}
+                for ws in wb.worksheets:
+                    # Read-only mode stops at the rows the file's dimension record claims, and some writers
+                    # record it wrong (Apache POI's streaming writer: always A1): the headers go unseen, or
+                    # a short record drops bookings as if deleted. Reset, openpyxl reads every row there is.
+                    ws.reset_dimensions()
+                    tabs[ws.title] = [list(r) for r in ws.iter_rows(values_only=True)]
+            finally:
+                wb.close()
         self._rows_read = {title: len(rows) for title, rows in tabs.items()}
         return tabs
 
     @contextmanager
     def transaction(self, titles: list[str]) -> Iterator[_Transaction]:
         del titles  # a local file is loaded whole
-        wb = openpyxl.load_workbook(self.path)
+        with opened_as_xlsx(self.path):
+            wb = openpyxl.load_workbook(self.path)
         tx = _Transaction(wb, self.path.name)
         yield tx
         if tx.dirty:
