@@ -17,7 +17,8 @@ from pathlib import Path
 
 
 class CannotWrite(ValueError):
-    """The folder cannot take the file (missing, not writable, full); nothing was written."""
+    """The file cannot be written (its folder missing, not writable or full; the workbook read-only or
+    open in Excel); nothing was written."""
 
 
 def replace_atomically(path: Path, write: Callable[[str], object]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.pipeline import run
+from tasks.files import CannotWrite
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, booking, customer, tab_records, team_tabs, write_book
 
@@ -25,7 +27,9 @@ def record(recipient, title, body, key):
 
 @pytest.fixture
 def team(tmp_path):
-    tabs = team_tabs([customer("C001", 電話番号="090-1234-5678")], [booking("R001", "C001", dt.datetime(2026, 11, 25, 14))])
+    """A first run writes and sends: a booking for a customer 顧客 does not have tells 運営."""
+    bookings = [booking("R001", "C001", dt.datetime(2026, 11, 25, 14)), booking("R002", "C999", dt.datetime(2026, 11, 26, 10))]
+    tabs = team_tabs([customer("C001", 電話番号="090-1234-5678")], bookings)
     return write_book(tmp_path / "team.xlsx", tabs)
 
 
@@ -138,3 +142,42 @@ def test_any_suffix_but_xlsx_is_refused(tmp_path, name):
          f"error: {path} is not an .xlsx workbook: only .xlsx is read and written (openpyxl would drop an .xlsm's macros")
     assert path.read_bytes() == before
     assert LocalWorkbook(tmp_path / "TEAM.XLSX").path.name == "TEAM.XLSX"  # the case of the suffix is no matter
+
+
+def _open_in_excel(path):
+    (path.parent / f"~${path.name}").write_bytes(b"\x07person" + bytes(150))
+
+
+def _open_in_libreoffice(path):
+    (path.parent / f".~lock.{path.name}#").write_text("person,host,/home/person,20.11.2026 09:58,/home/person/.config;\n")
+
+
+def _made_read_only(path):
+    path.chmod(0o444)
+
+
+@pytest.mark.parametrize(("person", "says"), [
+    (_open_in_excel, "is open in Excel or LibreOffice (~$team.xlsx is next to it): close it there and run again, "
+                     "or delete ~$team.xlsx if nobody has it open; nothing was written"),
+    (_open_in_libreoffice, "is open in Excel or LibreOffice (.~lock.team.xlsx# is next to it)"),
+    (_made_read_only, "is read-only: make it writable to let the run write; nothing was written"),
+])
+def test_a_workbook_open_elsewhere_or_read_only_is_refused_before_anything_is_sent(team, mapping, person, says):
+    """It was replaced anyway: the person's next save in Excel put their copy back over the run's rows,
+    送信済 marks among them (the notices would go again), and a read-only file was overwritten without
+    a word. The check is at the write, which comes before the tell: nothing is sent, the file is as it
+    was, and a run that writes nothing (a dry run, an export) still reads it."""
+    person(team)
+    before = team.read_bytes()
+    SENT.clear()
+    with pytest.raises(CannotWrite, match=re.escape(says)):
+        run(LocalWorkbook(team), mapping, NOW, record)
+    assert SENT == [] and team.read_bytes() == before
+    said(salesops("reconcile", "--workbook", str(team), "--now", "2026-11-20T10:00+09:00"), f"error: {team} {says}")
+    assert team.read_bytes() == before
+    assert run(LocalWorkbook(team), mapping, NOW, record, dry_run=True).plan
+    for lock in team.parent.glob("*team.xlsx*"):
+        if lock != team:
+            lock.unlink()  # the person closed it
+    team.chmod(0o644)
+    assert run(LocalWorkbook(team), mapping, NOW, record).sent and SENT  # the same run writes and sends

@@ -28,7 +28,7 @@ from openpyxl.xml.constants import MAX_ROW
 from tasks.files import replace_atomically
 from tasks.frames import Capacity
 from tasks.normalize import cell_text
-from tasks.workbooks.xlsx_file import check_suffix, opened_as_xlsx
+from tasks.workbooks.xlsx_file import check_replaceable, check_suffix, opened_as_xlsx
 from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
@@ -101,6 +101,7 @@ class LocalWorkbook:
         tx = _Transaction(wb, self.path.name)
         yield tx
         if tx.dirty:
+            check_replaceable(self.path)
             replace_atomically(self.path, wb.save)
 
 

@@ -4,15 +4,21 @@
   the file it saves), and reads no .xls.
 - A path that is not an .xlsx inside (a folder, an empty or renamed file, a damaged archive):
   openpyxl raises one of several exceptions, each with a long traceback.
+- Replacing a workbook that is read-only, or open in Excel or LibreOffice (their lock file is next
+  to it): the person's next save there would replace the run's rows, its 送信済 marks among them,
+  and the notices would go again. Checked when the run writes, which is before it sends.
 """
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
+
+from tasks.files import CannotWrite
 
 
 class NotAWorkbook(ValueError):
@@ -40,3 +46,16 @@ def opened_as_xlsx(path: Path) -> Iterator[None]:
         raise NotAWorkbook(f"{path} is not an .xlsx workbook (a zip archive, but {missing[:1].lower()}{missing[1:]})") from None
     except ParseError as exc:
         raise NotAWorkbook(f"{path} is not an .xlsx workbook (damaged XML inside: {exc})") from None
+
+
+def check_replaceable(path: Path) -> None:
+    """Read-only is the file's mode as well as this user's access: root may write any file, but a
+    workbook someone made read-only is not the run's to change."""
+    target = path.resolve()
+    for place in dict.fromkeys((path, target)):  # a symlink: Excel may have opened either name
+        for lock in (place.with_name(f"~${place.name}"), place.with_name(f".~lock.{place.name}#")):
+            if lock.exists():
+                raise CannotWrite(f"{path} is open in Excel or LibreOffice ({lock.name} is next to it): close it there and "
+                                  f"run again, or delete {lock.name} if nobody has it open; nothing was written")
+    if not os.access(target, os.W_OK) or not target.stat().st_mode & 0o222:
+        raise CannotWrite(f"{path} is read-only: make it writable to let the run write; nothing was written")
