@@ -289,3 +289,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":  # python -m flows.cli, as the salesops command
+    main()

@@ -9,12 +9,15 @@ import stat
 import zipfile
 from pathlib import Path
 
+import openpyxl
 import pytest
+from openpyxl.utils import get_column_letter
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.pipeline import run
 from tasks.files import CannotWrite
+from tasks.mapping import load_mapping
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, booking, customer, tab_records, team_tabs, write_book
 
@@ -181,3 +184,25 @@ def test_a_workbook_open_elsewhere_or_read_only_is_refused_before_anything_is_se
             lock.unlink()  # the person closed it
     team.chmod(0o644)
     assert run(LocalWorkbook(team), mapping, NOW, record).sent and SENT  # the same run writes and sends
+
+
+
+def test_columns_the_run_adds_are_wide_enough_for_a_date_time(tmp_path):
+    """Excel's default column (8.43 characters) shows yyyy/mm/dd hh:mm as ####; a width a person
+    gave a column stays."""
+    path = write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00")]))
+    wb = openpyxl.load_workbook(path)
+    first_new = get_column_letter(wb["予約"].max_column + 1)  # where the run puts 予約's first pipeline column
+    wb["予約"].column_dimensions[first_new].width = 11
+    wb.save(path)
+    run(LocalWorkbook(path), load_mapping(), NOW, lambda *m: None)
+    wb = openpyxl.load_workbook(path)
+
+    def widths(title: str) -> dict[str, float]:
+        ws = wb[title]
+        return {c.value: ws.column_dimensions[c.column_letter].width for c in ws[1]}
+
+    bookings = widths("予約")
+    assert bookings.pop(wb["予約"][f"{first_new}1"].value) == 11
+    assert all(bookings[h] >= 18 for h in ("前回開始日時", "前回担当", "アラート"))
+    assert min(widths("通知").values()) >= 18 and min(widths("変更履歴").values()) >= 18

@@ -14,6 +14,7 @@ room to act.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import openpyxl
 import pandas as pd
 from openpyxl.cell.cell import MergedCell
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.xml.constants import MAX_ROW
 
@@ -32,6 +34,7 @@ from tasks.workbooks.xlsx_file import check_replaceable, check_suffix, opened_as
 from tasks.write import StructureChange, TabWrite, rows_by_key
 
 DATETIME_FORMAT = "yyyy/mm/dd hh:mm"
+DATETIME_WIDTH = 18  # characters: the format and a margin
 DATE_FORMAT = "yyyy/mm/dd"
 MAKE_ROOM = ("Move the tab's older rows to another file (変更履歴's first: nothing reads them back; keep the "
              "header row), or connect a Google Sheet: README, 'Connect your Google Sheet'")
@@ -119,6 +122,9 @@ class _Transaction:
             ws = self.wb.create_sheet(change.title) if change.new_tab else self.wb[change.title]
             for offset, header in enumerate(change.headers):
                 _put(_writable(ws, 1, change.start_col + offset), header)
+                letter = get_column_letter(change.start_col + offset)
+                if letter not in ws.column_dimensions:  # a width a person gave that column stays
+                    ws.column_dimensions[letter].width = _width(header)
             ws.freeze_panes = ws.freeze_panes or "A2"
         self.dirty = self.dirty or bool(changes)
 
@@ -175,6 +181,12 @@ class _SheetState:
         while row > 1 and all(c.value in (None, "") for c in self.ws[row]):
             row -= 1
         return row
+
+
+def _width(header: str) -> float:
+    """A column the run adds, wide enough for its header and a date-time: Excel's default (8.43
+    characters) shows `yyyy/mm/dd hh:mm` as ####. A full-width character takes two."""
+    return max(DATETIME_WIDTH, sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in header) + 2)
 
 
 def _writable(ws: Worksheet, row: int, col: int) -> Any:
