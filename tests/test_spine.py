@@ -124,6 +124,13 @@ def test_dry_run_leaves_the_file_byte_for_byte(team, mapping):
     assert team.read_bytes() == before
 
 
+def test_a_dry_run_points_new_problems_to_its_diff_not_a_tab_it_did_not_write(team):
+    cli = CliRunner().invoke(app, ["reconcile", "--workbook", str(team), "--now", "2026-11-20T10:00+09:00", "--dry-run"])
+    assert cli.exit_code == 0 and "+ エラー" in cli.output
+    summary = " ".join(cli.output.replace("│", " ").split())  # the table's cells, however rich wraps them
+    assert "new ones are the + エラー lines above, not written yet" in summary
+
+
 def test_a_write_past_the_xlsx_row_limit_is_refused_whole_and_says_what_to_do(team, mapping):
     """An .xlsx sheet holds 1,048,576 rows and the log grows by a row per changed cell: a run whose
     log rows would pass that stops before any cell is set, saying how to make room (openpyxl alone
