@@ -351,16 +351,38 @@ def test_a_booking_id_on_two_rows_is_not_a_deleted_booking(tmp_path, mapping):
     assert not ops(book)
 
 
-def test_cancelled_steps_stay_cancelled(tmp_path, mapping):
+def test_cancelled_steps_stay_cancelled_once_their_deletion_is_done(tmp_path, mapping):
     book = team(tmp_path)
     step(book, T0, mapping)
     book.set("予約", "R001", "ステータス", "キャンセル")
     step(book, T0 + H, mapping)
+    for op_id in ops(book):
+        book.set("L-Step操作", op_id, "対応済", "TRUE")  # staff deleted them in the LINE tool
     book.set("予約", "R001", "ステータス", "予約中来店前")
     book.set("予約", "R001", "開始日時", START + D)
     step(book, T0 + 2 * H, mapping)
     assert {v for k, v in states(book).items() if k.startswith("個別相談設定中")} == {"取消"}
 
+
+def test_a_cancel_undone_before_its_deletions_were_done_gets_its_steps_back(tmp_path, mapping):
+    """The LINE tool still holds them: pending again (and moved with the start), their deletions
+    closed rather than chased, which would have staff delete an active booking's Zoom-link reminders."""
+    book = team(tmp_path)
+    step(book, T0, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping)
+    book.set("予約", "R001", "ステータス", "予約中来店前")  # the cancel was a mistake
+    book.set("予約", "R001", "開始日時", START + D)
+    outbox = Outbox()
+    step(book, T0 + 2 * H, mapping, outbox, full=True)
+    protected = {k: r for k, r in rems(book).items() if r["系列"] == "個別相談設定中"}
+    assert {r["状態"] for r in protected.values()} == {"予定"}
+    assert rems(book)["R001:個別相談設定中:前日"]["送信予定日時"] == START + D - D  # moved with the start
+    assert all(op["対応済"] is True and op["理由"] == "不要になりました（予約 R001 はキャンセルではなくなりました）"
+               for op in ops(book).values()) and len(ops(book)) == 3
+    assert not plan_at(book, T0 + 2 * H, mapping)
+    step(book, START, mapping, outbox, full=True)  # an hour before the 1時間前 step: nobody is chased
+    assert not [m for m in outbox.messages if "未対応" in m[2]]
 
 # --------------------------------------------------------------------------- blacklist, menus, mapping
 

@@ -3,8 +3,10 @@
 - An open row that the current state makes pointless is closed: a タグ追加 whose tag the rules now
   want absent, a タグ削除 whose tag they want present again, a リッチメニュー切替 to the menu the
   customer should no longer have, a メッセージ送信 for a booking that is no longer cancelled (or
-  whose キャンセル区分 now asks for the other message). So is a second open row for the same tag
-  or menu switch of a customer (the older one stays).
+  whose キャンセル区分 now asks for the other message), a リマインド削除 whose step is pending again
+  (a cancel undone before anyone deleted it: chased, staff would delete an active booking's
+  reminders). So is a second open row for the same tag or menu switch of a customer (the older
+  one stays).
 - Closing: 対応済 ticked, 対応日時 = now, 理由 `不要になりました（<why>）`. The row leaves every
   list of open work (the chases, the digest, the export) like a done one, and 理由 tells it
   apart from work staff did. A closed tag or menu row has the opposite row listed beside it by
@@ -28,6 +30,7 @@ from tasks.plan import Edit, Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
 from tasks.rules.operations import open_rows
+from tasks.rules.reminders import BACK_GROUP, DELETE_ACTION, reminder_state
 from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_targets, wanted
 
 BASELINE_REASON = "導入時"  # 理由 of the operations a baseline run lists (tasks.reconcile.as_baseline)
@@ -60,7 +63,8 @@ def _close_pointless(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Pla
     ops = ops[ops["customer_id"].notna()]
     if ops.empty:
         return Plan()
-    why = pd.concat([_tags_and_menu(frames, now, mapping, ops), _messages(frames, mapping, ops)]).sort_index()
+    why = pd.concat([_tags_and_menu(frames, now, mapping, ops), _messages(frames, mapping, ops),
+                     _deletions(frames, now, mapping)]).sort_index()
     edits: list[Edit] = []
     for op_id, reason, group in zip(why.index, why["why"], why["group"], strict=True):
         for field, new in (("done", True), ("done_at", now), ("reason", CLOSED.format(why=reason))):
@@ -104,6 +108,17 @@ def _tags_and_menu(frames: Frames, now: pd.Timestamp, mapping: Mapping, ops: pd.
     close = why.notna().to_numpy()
     group = pd.Series(np.where(is_tag[close], "lstep-tags:", "lstep-menu:"), index=ours.index[close]) + cid[close]
     return pd.DataFrame({"why": why[close], "group": group})
+
+
+def _deletions(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFrame:
+    """Open リマインド削除 rows whose step is pending again (a cancel undone: tasks.rules.reminders)."""
+    state = reminder_state(frames, now, mapping)
+    if state.back.empty:
+        return _nothing()
+    bids = state.rows.loc[state.back, "booking_id"].astype(str)
+    return pd.DataFrame({"why": ("予約 " + bids + " はキャンセルではなくなりました").to_numpy(),
+                         "group": (BACK_GROUP + state.back.astype(str)).to_numpy()},
+                        index=DELETE_ACTION + ":" + state.back.astype(str))
 
 
 def _messages(frames: Frames, mapping: Mapping, ops: pd.DataFrame) -> pd.DataFrame:

@@ -21,10 +21,12 @@ this order, each step reasoning on the state the previous one left:
    whose time is already past is スキップ. A blacklisted customer gets nothing planned; a booking
    whose 開始日時, 予約ID, お客様番号 or メニュー cannot be read is left alone.
 
-取消 and スキップ are final: a booking that comes back from a cancel is not re-planned (the LINE
-tool deleted its reminders; a rebooking is a new booking). Times are compared half-open: a step
-is past when its time is before `now`, so the greeting, planned at `now`, is 予定 until the next
-run after it.
+取消 and スキップ are final, but for a cancel undone before its deletion was done: a booking that
+comes back from a cancel gets back the steps still to come whose リマインド削除 is open (the LINE
+tool still holds them; 理由 キャンセルが取り消されたため 予定, then 4. moves them with the start),
+and nothing else is re-planned (the LINE tool deleted the rest; a rebooking is a new booking).
+Times are compared half-open: a step is past when its time is before `now`, so the greeting,
+planned at `now`, is 予定 until the next run after it.
 
 Plus the chase: an L-Step操作 (any rule's) not ticked 対応済 an hour (mapping) before its 期限 is
 one urgent notification to its salesperson and to 運営, looking back at most `lookback_days`.
@@ -43,7 +45,7 @@ from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import PLANNED, booking_facts
 from tasks.rules.common import new_rows, set_field, shown_time
-from tasks.rules.operations import NewOperations
+from tasks.rules.operations import NewOperations, open_rows
 
 SENT, CANCELLED, SKIPPED = "送信済", "取消", "スキップ"
 WHY_NEW = "新規予約"
@@ -52,6 +54,8 @@ WHY_SENT = "送信時刻を過ぎたため 送信済"
 WHY_CANCEL = "キャンセル"
 WHY_MOVED = "日程変更"
 WHY_MOVED_PAST = "日程変更: 過去のため スキップ"
+WHY_BACK = "キャンセルが取り消されたため 予定"
+BACK_GROUP = "reminder-back:"  # + リマインドID: the step back and its deletion closed, both or neither
 DELETE_ACTION = "リマインド削除"
 FIELDS = ["booking_id", "customer_id", "salesperson", "series", "step", "send_at", "state", "reason", "updated_at"]
 WRITTEN = ["customer_id", "salesperson", "send_at", "state", "reason", "updated_at"]
@@ -73,6 +77,7 @@ class ReminderState:
     rows: pd.DataFrame
     changed: pd.Index
     new: pd.Index
+    back: pd.Index  # cancelled steps pending again (3b), each one group with its closed deletion
 
     def cancelled_at(self) -> pd.Series:
         """When each booking's cancel was first seen: the time its steps became 取消 (キャンセル)."""
@@ -89,7 +94,9 @@ def reminders(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     changed = state.rows.loc[state.changed]
     for why, group in changed.groupby("reason", sort=True):
         for name in WRITTEN:
-            edits += set_field(table, name, group[name], f"リマインド: {why}")
+            back = group.index.isin(state.back)
+            edits += set_field(table, name, group.loc[~back, name], f"リマインド: {why}")
+            edits += set_field(table, name, group.loc[back, name], f"リマインド: {why}", group_prefix=BACK_GROUP)
     new = state.rows.loc[state.new, FIELDS]
     appends: list[Append] = new_rows(table, new, [f"リマインド: {why}" for why in new["reason"].tolist()])
     ops = deletion_operations(frames, now, state)
@@ -158,6 +165,20 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
     gone = facts.index[facts["cancelled"].astype(bool)]
     change((rows["state"] == PLANNED) & rows["booking_id"].isin(gone), WHY_CANCEL, state=CANCELLED)
 
+    # 3b. a cancel undone: the booking's cancelled steps still to come whose リマインド削除 nobody has
+    # done are still in the LINE tool, so they are pending again (tasks.rules.queue closes those
+    # deletions; chased, they would have staff delete an active booking's Zoom-link reminders)
+    active = facts.index[facts["active"].astype(bool)]
+    undone = (rows["state"] == CANCELLED) & (rows["reason"] == WHY_CANCEL) & rows["booking_id"].isin(active)
+    undone &= rows["send_at"] >= now
+    if undone.any():
+        ops = frames["operations"]
+        open_ids = ops.data.index[open_rows(ops).to_numpy()]
+        deletion = (DELETE_ACTION + ":" + rows.index[undone.to_numpy()].astype(str)).isin(open_ids)
+        undone[undone.to_numpy()] = deletion
+        change(undone, WHY_BACK, state=PLANNED)
+    back = rows.index[undone.to_numpy()]
+
     # 4. an active booking's pending steps follow its start (a reschedule; earlier or later)
     live = facts[facts["active"].astype(bool) & facts["start_ok"].astype(bool)]
     pending = (rows["state"] == PLANNED) & rows["booking_id"].isin(live.index)
@@ -178,7 +199,7 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
     rows.loc[changed, "updated_at"] = now
     new = _planned(frames, now, mapping, live, rows.index)
     all_rows = pd.concat([rows, new]) if not new.empty else rows
-    return ReminderState(all_rows, rows.index[changed], new.index)
+    return ReminderState(all_rows, rows.index[changed], new.index, back)
 
 
 def _planned(
