@@ -252,6 +252,26 @@ def test_reschedule_to_an_earlier_time_skips_what_is_now_past_and_cancels_nothin
     assert not ops(book)
 
 
+def test_moved_earlier_then_back_the_skipped_steps_are_pending_again_and_a_cancel_lists_them(tmp_path, mapping):
+    """The LINE tool times its reminders from the booking: moved back, it sends the steps the move
+    had made past. Left スキップ, a cancel afterwards would not list them for deletion, and the
+    cancelled customer would get them."""
+    book = team(tmp_path)
+    step(book, T0, mapping)
+    book.set("予約", "R001", "開始日時", T0 + 20 * H)  # 3日前 and 前日 are past at this time: スキップ
+    step(book, T0 + H, mapping)
+    book.set("予約", "R001", "開始日時", START)  # back to a week ahead
+    step(book, T0 + 2 * H, mapping)
+    r = rems(book)
+    for name, hours in (("3日前", 72), ("前日", 24), ("1時間前", 1)):
+        row = r[f"R001:個別相談設定中:{name}"]
+        assert (row["状態"], row["送信予定日時"], row["理由"]) == ("予定", START - hours * H, "日程変更")
+    assert not plan_at(book, T0 + 2 * H, mapping)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + 3 * H, mapping)
+    assert {op["内容"] for op in ops(book).values()} == {f"R001:個別相談設定中:{n}" for n in PROTECTED}
+
+
 def test_reschedule_while_a_step_was_pending_and_the_greeting_pending(tmp_path, mapping):
     book = team(tmp_path)
     step(book, T0, mapping)

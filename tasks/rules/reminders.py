@@ -13,7 +13,8 @@ this order, each step reasoning on the state the previous one left:
    (理由 キャンセル), and each such step is listed once in L-Step操作 as リマインド削除 with 期限 =
    its send time, since the LINE tool is where it must really be deleted.
 4. An active booking's 予定 steps that are timed from the start follow 開始日時 (a reschedule:
-   理由 日程変更); one whose new time is already past becomes スキップ. Sent, skipped and
+   理由 日程変更); one whose new time is already past becomes スキップ, and a スキップ one whose
+   new time is to come is 予定 again (the LINE tool times them from the booking). Sent and
    cancelled steps never move, and a reschedule never cancels anything: the protected series
    (個別相談設定中, which carries the Zoom link) keeps every pending step. A 即時 (first-seen)
    step never moves, so the greeting is never planned twice.
@@ -21,7 +22,7 @@ this order, each step reasoning on the state the previous one left:
    whose time is already past is スキップ. A blacklisted customer gets nothing planned; a booking
    whose 開始日時, 予約ID, お客様番号 or メニュー cannot be read is left alone.
 
-取消 and スキップ are final, but for a cancel undone before its deletion was done: a booking that
+取消 is final, but for a cancel undone before its deletion was done: a booking that
 comes back from a cancel gets back the steps still to come whose リマインド削除 is open (the LINE
 tool still holds them; 理由 キャンセルが取り消されたため 予定, then 4. moves them with the start),
 and nothing else is re-planned (the LINE tool deleted the rest; a rebooking is a new booking).
@@ -179,22 +180,25 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
         change(undone, WHY_BACK, state=PLANNED)
     back = rows.index[undone.to_numpy()]
 
-    # 4. an active booking's pending steps follow its start (a reschedule; earlier or later)
+    # 4. an active booking's pending steps follow its start (a reschedule; earlier or later), and a
+    # skipped one whose new time is to come is pending again (the LINE tool times its reminders from
+    # the booking: moved back, it sends it, and a cancel must then list it for deletion)
     live = facts[facts["active"].astype(bool) & facts["start_ok"].astype(bool)]
-    pending = (rows["state"] == PLANNED) & rows["booking_id"].isin(live.index)
+    of_live = rows["booking_id"].isin(live.index)
+    pending, skipped = (rows["state"] == PLANNED) & of_live, (rows["state"] == SKIPPED) & of_live
     for series in mapping.reminders.series:
         for step in series.steps:
             if step.at == "first_seen":
                 continue
-            mask = pending & (rows["series"] == series.name) & (rows["step"] == step.name)
+            mask = (pending | skipped) & (rows["series"] == series.name) & (rows["step"] == step.name)
             if not mask.any():
                 continue
             start = rows.loc[mask, "booking_id"].map(live["start"]).astype(DATETIME)
             desired = send_times(start, step, now).reindex(rows.index)
             moved = mask & desired.ne(rows["send_at"])
             future = desired >= now
-            change(moved & future, WHY_MOVED, send_at=desired)
-            change(moved & ~future, WHY_MOVED_PAST, send_at=desired, state=SKIPPED)
+            change(moved & future, WHY_MOVED, send_at=desired, state=PLANNED)
+            change(moved & ~future & pending, WHY_MOVED_PAST, send_at=desired, state=SKIPPED)
 
     rows.loc[changed, "updated_at"] = now
     new = _planned(frames, now, mapping, live, rows.index)
