@@ -24,7 +24,7 @@ from tasks.frames import DATETIME, ROW, Frames
 from tasks.mapping import Mapping, MappingError, load_mapping
 from tasks.normalize import normalize_value
 from tasks.plan import Plan, combine
-from tasks.reconcile import as_baseline
+from tasks.reconcile import as_baseline, reconcile
 from tasks.rules.alerts import booking_alerts, remembered_start_and_salesperson
 from tasks.rules.bookings import end_times
 from tasks.rules.errors import error_rows
@@ -403,6 +403,18 @@ def test_a_cancel_undone_before_its_deletions_were_done_gets_its_steps_back(tmp_
     assert not plan_at(book, T0 + 2 * H, mapping)
     step(book, START, mapping, outbox, full=True)  # an hour before the 1時間前 step: nobody is chased
     assert not [m for m in outbox.messages if "未対応" in m[2]]
+
+
+def test_cancelled_again_after_an_undone_cancel_its_steps_are_listed_for_deletion_again(tmp_path, mapping):
+    book = team(tmp_path)
+    step(book, T0, mapping, full=True)  # full: the queue rule withdraws the deletions of an undone cancel
+    for hour, status in ((1, "キャンセル"), (2, "予約中来店前"), (3, "キャンセル")):
+        book.set("予約", "R001", "ステータス", status)
+        step(book, T0 + hour * H, mapping, full=True)
+    listed = ops(book)
+    open_now = {k for k, op in listed.items() if not op["対応済"]}
+    assert open_now == {f"リマインド削除:R001:個別相談設定中:{n}#2" for n in PROTECTED} and len(listed) == 6
+    assert not reconcile(check(book.read(), mapping), at(T0 + 4 * H), mapping)  # every rule: nothing more
 
 # --------------------------------------------------------------------------- blacklist, menus, mapping
 

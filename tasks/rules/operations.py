@@ -15,6 +15,7 @@ from tasks.plan import Append, new_append
 from tasks.rules.common import none_if_na, nones, or_none
 
 ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
+WITHDRAWN = "不要になりました"  # 理由 of a row the pipeline closed, unasked for (tasks.rules.queue)
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
                "reason", "due", "done")  # what `row` fills, after the key
 

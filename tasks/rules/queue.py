@@ -29,12 +29,12 @@ from tasks.mapping import Mapping
 from tasks.plan import Edit, Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.operations import open_rows
-from tasks.rules.reminders import BACK_GROUP, DELETE_ACTION, reminder_state
+from tasks.rules.operations import WITHDRAWN, open_rows
+from tasks.rules.reminders import BACK_GROUP, open_deletions, reminder_state
 from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_targets, wanted
 
 BASELINE_REASON = "導入時"  # 理由 of the operations a baseline run lists (tasks.reconcile.as_baseline)
-CLOSED = "不要になりました（{why}）"
+CLOSED = WITHDRAWN + "（{why}）"
 DONE_REASON = "対応済の確認"
 
 
@@ -115,10 +115,11 @@ def _deletions(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFr
     state = reminder_state(frames, now, mapping)
     if state.back.empty:
         return _nothing()
-    bids = state.rows.loc[state.back, "booking_id"].astype(str)
-    return pd.DataFrame({"why": ("予約 " + bids + " はキャンセルではなくなりました").to_numpy(),
-                         "group": (BACK_GROUP + state.back.astype(str)).to_numpy()},
-                        index=DELETE_ACTION + ":" + state.back.astype(str))
+    deletions = open_deletions(frames)
+    rids = deletions[deletions.isin(state.back)]
+    bids = state.rows.loc[rids.to_numpy(), "booking_id"].astype(str).to_numpy()
+    return pd.DataFrame({"why": "予約 " + bids + " はキャンセルではなくなりました", "group": BACK_GROUP + rids.to_numpy()},
+                        index=rids.index)
 
 
 def _messages(frames: Frames, mapping: Mapping, ops: pd.DataFrame) -> pd.DataFrame:

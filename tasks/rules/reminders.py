@@ -46,7 +46,7 @@ from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import PLANNED, booking_facts
 from tasks.rules.common import new_rows, set_field, shown_time
-from tasks.rules.operations import NewOperations, open_rows
+from tasks.rules.operations import WITHDRAWN, NewOperations, open_rows
 
 SENT, CANCELLED, SKIPPED = "送信済", "取消", "スキップ"
 WHY_NEW = "新規予約"
@@ -66,8 +66,9 @@ def reminder_id(booking_ids: pd.Index, series: str, step: str) -> pd.Index:
     return booking_ids + f":{series}:{step}"
 
 
-def delete_operation_id(rid: str) -> str:
-    return f"{DELETE_ACTION}:{rid}"
+def delete_operation_id(rid: str, n: int = 1) -> str:
+    """The n-th cancel's deletion of a step: the first has no suffix."""
+    return f"{DELETE_ACTION}:{rid}" if n <= 1 else f"{DELETE_ACTION}:{rid}#{n}"
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,7 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
     undone = (rows["state"] == CANCELLED) & (rows["reason"] == WHY_CANCEL) & rows["booking_id"].isin(active)
     undone &= rows["send_at"] >= now
     if undone.any():
-        ops = frames["operations"]
-        open_ids = ops.data.index[open_rows(ops).to_numpy()]
-        deletion = (DELETE_ACTION + ":" + rows.index[undone.to_numpy()].astype(str)).isin(open_ids)
-        undone[undone.to_numpy()] = deletion
+        undone &= rows.index.isin(open_deletions(frames))
         change(undone, WHY_BACK, state=PLANNED)
     back = rows.index[undone.to_numpy()]
 
@@ -242,13 +240,29 @@ def _planned(
     return pd.concat(parts)  # not sorted by id (0.25 s at 100k): combine sorts the whole plan anyway
 
 
+def open_deletions(frames: Frames) -> pd.Series:
+    """The リマインド削除 rows not done yet: 操作ID (the index) -> the リマインドID they delete (内容)."""
+    ops = frames["operations"]
+    rows = ops.data[(open_rows(ops) & ops.data["action"].eq(DELETE_ACTION) & ops.data["content"].notna()).to_numpy()]
+    return rows["content"].astype(str)
+
+
 def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState) -> list[Append]:
-    """One リマインド削除 per cancelled step the LINE tool could still send (listed once)."""
+    """One リマインド削除 per cancelled step the LINE tool could still send, listed once per cancel:
+    a step whose earlier deletions were all withdrawn (its cancel was undone, tasks.rules.queue)
+    gets a new one, `#2`, `#3`…"""
     r = state.rows
     due = r[((r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)).to_numpy()]
+    ops = frames["operations"].data
+    listed = ops[(ops["action"].eq(DELETE_ACTION) & ops["content"].notna()).to_numpy()]
+    withdrawn = listed["done"].fillna(False).astype(bool) & listed["reason"].astype(str).str.startswith(WITHDRAWN)
+    per_step = (~withdrawn).groupby(listed["content"].astype(str).to_numpy()).agg(["size", "any"])
+    due = due[~due.index.isin(per_step.index[per_step["any"]])]  # one stands (open, or done): listed
     rids = due.index.astype(str).tolist()
+    before = per_step["size"].reindex(rids, fill_value=0).tolist()
     return NewOperations(frames, now).rows(
-        DELETE_ACTION, [delete_operation_id(rid) for rid in rids], due["customer_id"].tolist(), rids,
+        DELETE_ACTION, [delete_operation_id(rid, n + 1) for rid, n in zip(rids, before, strict=True)],
+        due["customer_id"].tolist(), rids,
         [f"予約 {bid} のキャンセル" for bid in due["booking_id"].tolist()], dues=due["send_at"].tolist(),
         salespeople=due["salesperson"].tolist(),
     )
