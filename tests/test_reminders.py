@@ -405,6 +405,38 @@ def test_a_cancel_undone_before_its_deletions_were_done_gets_its_steps_back(tmp_
     assert not [m for m in outbox.messages if "未対応" in m[2]]
 
 
+def test_steps_back_after_an_undone_cancel_take_the_bookings_salesperson_and_customer(tmp_path, mapping):
+    other = customer("C002", "佐々木", "次郎")
+    book = team(tmp_path, customers=[customer("C001"), other])
+    step(book, T0, mapping, full=True)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping, full=True)
+    book.set("予約", "R001", "ステータス", "予約中来店前")
+    book.set("予約", "R001", "営業担当", "鈴木")
+    book.set("予約", "R001", "お客様番号", "C002")
+    step(book, T0 + 2 * H, mapping, full=True)
+    back = {(r["状態"], r["営業担当"], r["お客様番号"]) for r in rems(book).values() if r["系列"] == "個別相談設定中"}
+    assert back == {("予定", "鈴木", "C002")}
+    assert not reconcile(check(book.read(), mapping), at(T0 + 2 * H), mapping)
+
+
+def test_a_deletion_withdrawn_by_a_run_is_not_chased_by_it(tmp_path, mapping):
+    """The cancel is undone in the hour before a step's send time: its deletion is closed, and the
+    same run does not tell anyone to do it."""
+    book = team(tmp_path)
+    step(book, T0, mapping, full=True)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping, full=True)
+    for op_id in ops(book):
+        if not op_id.endswith("1時間前"):
+            book.set("L-Step操作", op_id, "対応済", "TRUE")
+    book.set("予約", "R001", "ステータス", "予約中来店前")
+    outbox = Outbox()
+    step(book, START - 90 * MIN, mapping, outbox, full=True)  # 1時間前 is due at 13:00, chased from 12:00
+    assert states(book)["個別相談設定中:1時間前"] == "予定"
+    assert not [m for m in outbox.messages if "未対応" in m[2]]
+
+
 def test_cancelled_again_after_an_undone_cancel_its_steps_are_listed_for_deletion_again(tmp_path, mapping):
     book = team(tmp_path)
     step(book, T0, mapping, full=True)  # full: the queue rule withdraws the deletions of an undone cancel

@@ -103,7 +103,9 @@ def reminders(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     appends: list[Append] = new_rows(table, new, [f"リマインド: {why}" for why in new["reason"].tolist()])
     ops = deletion_operations(frames, now, state)
     appends += ops
-    appends += chase(frames, now, mapping, ops)
+    deletions = open_deletions(frames)
+    withdrawn = deletions.index[deletions.isin(state.back)]  # tasks.rules.queue closes them in this plan
+    appends += chase(frames, now, mapping, ops, withdrawn)
     return Plan(edits=tuple(edits), appends=tuple(appends))
 
 
@@ -155,13 +157,19 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
 
     # 2. pending steps go with the booking's salesperson and customer (a booking moved to another
     # customer: a cancel later is then listed for, and told to, the customer who holds it)
-    planned = rows["state"] == PLANNED
     readable = frames["bookings"].usable("customer_id")
     in_sheet = facts[~facts["deleted"]]
-    for name, known in (("salesperson", in_sheet["salesperson"].notna()),
-                        ("customer_id", in_sheet["customer_id"].notna() & readable.reindex(in_sheet.index, fill_value=False))):
-        now_is = rows["booking_id"].map(in_sheet.loc[known.to_numpy(), name])
-        change(planned & now_is.notna() & now_is.ne(rows[name]), **{name: now_is})
+    holders = [(name, in_sheet.loc[known.to_numpy(), name]) for name, known in (
+        ("salesperson", in_sheet["salesperson"].notna()),
+        ("customer_id", in_sheet["customer_id"].notna() & readable.reindex(in_sheet.index, fill_value=False)))]
+
+    def follow() -> None:
+        planned = rows["state"] == PLANNED
+        for name, holder in holders:
+            now_is = rows["booking_id"].map(holder)
+            change(planned & now_is.notna() & now_is.ne(rows[name]), **{name: now_is})
+
+    follow()
 
     # 3. a cancelled or deleted booking: every pending step is cancelled
     gone = facts.index[facts["cancelled"].astype(bool)]
@@ -197,6 +205,7 @@ def _reminder_state(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Remi
             future = desired >= now
             change(moved & future, WHY_MOVED, send_at=desired, state=PLANNED)
             change(moved & ~future & pending, WHY_MOVED_PAST, send_at=desired, state=SKIPPED)
+    follow()  # the steps 3b and 4 made pending again, too
 
     rows.loc[changed, "updated_at"] = now
     new = _planned(frames, now, mapping, live, rows.index)
@@ -268,14 +277,16 @@ def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState)
     )
 
 
-def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[Append]) -> list[Append]:
+def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[Append],
+          withdrawn: pd.Index) -> list[Append]:
     """An operation not done an hour before its 期限: one urgent notice to its salesperson and 運営.
 
-    Operations listed by this very run count too, so that a rerun at the same moment adds nothing.
+    Operations listed by this very run count too, so that a rerun at the same moment adds nothing;
+    `withdrawn` ones, closed by this run, do not.
     """
     table = frames["operations"]
     cols = ["customer_name", "salesperson", "action", "content", "due", "done"]
-    ops = table.data[cols].copy()
+    ops = table.data[cols].drop(index=withdrawn)
     if new_ops:
         fresh = pd.DataFrame([{c: a.get(c) for c in cols} for a in new_ops], index=[a.key for a in new_ops])
         ops = pd.concat([ops.astype(object), fresh.astype(object)])
