@@ -3,7 +3,7 @@
 The new content goes to a temporary file next to the target, then `os.replace` swaps it in, so a
 reader never sees half a file. A symlink is written through (its target replaced, the link kept),
 and the file keeps its permission bits, and its owner and group as far as this user may set them:
-a temporary file is created 0600, owned by whoever runs the job.
+a temporary file is created 0600, owned by whoever runs the job. A new file gets 0666 less the umask.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def replace_atomically(path: Path, write: Callable[[str], object]) -> None:
         write(tmp)
         if target.exists():
             _keep_access(target, tmp)
+        else:  # a new file gets the mode any other program would give it, not mkstemp's 0600
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except OSError as exc:
         raise _cannot(path, target, exc) from None

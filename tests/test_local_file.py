@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 import stat
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.pipeline import run
-from tasks.files import CannotWrite
+from tasks.files import CannotWrite, replace_atomically
 from tasks.mapping import load_mapping
 from tasks.workbooks.local import LocalWorkbook
 from tests.conftest import NOW, booking, customer, tab_records, team_tabs, write_book
@@ -92,6 +93,15 @@ def test_an_export_into_a_missing_folder_names_the_folder(team, tmp_path):
     out = tmp_path / "missing" / "x.csv"
     said(salesops("export-operations", "--workbook", str(team), "--out", str(out)),
          f"cannot write x.csv in the folder {out.parent}: No such file or directory; nothing was written")
+
+
+def test_a_new_file_gets_the_mode_any_program_would_give_it(tmp_path):
+    """mkstemp makes its file 0600: a first export (or workbook) would be unreadable to the group."""
+    out = tmp_path / "new.csv"
+    replace_atomically(out, lambda tmp: Path(tmp).write_text("x", encoding="utf-8"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
 def _zip_with(path, drop=(), damage=()):
@@ -192,17 +202,23 @@ def test_columns_the_run_adds_are_wide_enough_for_a_date_time(tmp_path):
     gave a column stays."""
     path = write_book(tmp_path / "team.xlsx", team_tabs([customer("C001")], [booking("R001", "C001", "2026/11/25 14:00")]))
     wb = openpyxl.load_workbook(path)
-    first_new = get_column_letter(wb["予約"].max_column + 1)  # where the run puts 予約's first pipeline column
+    first = wb["予約"].max_column + 1  # where the run puts 予約's first pipeline column
+    first_new, second_new = get_column_letter(first), get_column_letter(first + 1)
+    wb["予約"].column_dimensions.group(first_new, second_new)  # one <col> over both, as Excel saves a selection
     wb["予約"].column_dimensions[first_new].width = 11
     wb.save(path)
     run(LocalWorkbook(path), load_mapping(), NOW, lambda *m: None)
     wb = openpyxl.load_workbook(path)
 
-    def widths(title: str) -> dict[str, float]:
-        ws = wb[title]
-        return {c.value: ws.column_dimensions[c.column_letter].width for c in ws[1]}
+    def widths(title: str) -> dict[str, float | None]:
+        """Each header's width, from the <col> range that holds its column (openpyxl keys a range by
+        its first letter, and looking another up would add a column of the default width)."""
+        dims = list(wb[title].column_dimensions.values())
+        return {c.value: next((d.width for d in dims if d.min <= c.column <= d.max), None) for c in wb[title][1]}
 
+    spans = sorted((d.min, d.max) for d in wb["予約"].column_dimensions.values())
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))  # no two <col> ranges overlap
     bookings = widths("予約")
-    assert bookings.pop(wb["予約"][f"{first_new}1"].value) == 11
-    assert all(bookings[h] >= 18 for h in ("前回開始日時", "前回担当", "アラート"))
+    assert bookings.pop(wb["予約"][f"{first_new}1"].value) == bookings.pop(wb["予約"][f"{second_new}1"].value) == 11
+    assert all(bookings[h] >= 18 for h in ("前回担当", "アラート"))
     assert min(widths("通知").values()) >= 18 and min(widths("変更履歴").values()) >= 18

@@ -122,9 +122,9 @@ class _Transaction:
             ws = self.wb.create_sheet(change.title) if change.new_tab else self.wb[change.title]
             for offset, header in enumerate(change.headers):
                 _put(_writable(ws, 1, change.start_col + offset), header)
-                letter = get_column_letter(change.start_col + offset)
-                if letter not in ws.column_dimensions:  # a width a person gave that column stays
-                    ws.column_dimensions[letter].width = _width(header)
+                col = change.start_col + offset
+                if not any(d.min and d.max and d.min <= col <= d.max for d in ws.column_dimensions.values()):
+                    ws.column_dimensions[get_column_letter(col)].width = _width(header)  # a person's width stays
             ws.freeze_panes = ws.freeze_panes or "A2"
         self.dirty = self.dirty or bool(changes)
 
