@@ -97,6 +97,19 @@ def test_a_message_for_a_booking_no_longer_cancelled_is_closed(mapping):
     assert ops(book, 操作ID=message["操作ID"])[0]["対応済"] is True
 
 
+def test_a_booking_cancelled_again_after_an_undone_cancel_gets_its_message_again(mapping):
+    """The first message was withdrawn when the cancel was undone; the second cancel is a new one
+    (its id taken by the withdrawn row, it was never listed: no rebooking calendar for the customer)."""
+    book = book_of([customer("C1")], [booking("R1", "C1", AT, "キャンセル", キャンセル区分="日程変更希望")])
+    step(book, mapping)
+    for minutes, status in ((10, "予約中来店前"), (20, "キャンセル")):
+        book.set("予約", "R1", "ステータス", status)
+        step(book, mapping, NOW + pd.Timedelta(minutes=minutes))
+    assert [o["操作ID"] for o in open_ops(book, 操作="メッセージ送信")] == ["メッセージ送信:R1:日程変更希望#2"]
+    assert ops(book, 操作ID="メッセージ送信:R1:日程変更希望")[0]["理由"].startswith("不要になりました")
+    assert not rules_plan(book, mapping, NOW + pd.Timedelta(minutes=20))
+
+
 def test_a_changed_cancel_kind_replaces_the_open_message(mapping):
     book = book_of([customer("C1")], [booking("R1", "C1", AT, "キャンセル")])
     step(book, mapping)

@@ -16,7 +16,7 @@ waits: that tag or that menu keeps what the cell has until the booking is fixed.
 
 Operation ids: `<操作>:<お客様番号>:<内容>:<now yyyymmddHHMM>` for a tag or menu change (the same
 tag may come and go again months later; `-2`, `-3`… if that minute is taken), and
-`メッセージ送信:<予約ID>:<template>` for a cancel (once per booking). No new row is listed while an
+`メッセージ送信:<予約ID>:<template>` for a cancel (once per cancel: `#2`, `#3`… after one undone). No new row is listed while an
 open (not 対応済) row asks for the same change of that customer (the same tag the same way, a
 switch to the same menu). An open row the other way is closed by `tasks.rules.queue`, and the new
 row is listed all the same: a person may have done the first in the LINE tool without ticking it,
@@ -43,7 +43,7 @@ from tasks.normalize import factorize_cells, normalize_value, to_text
 from tasks.plan import Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.operations import NewOperations, open_rows
+from tasks.rules.operations import WITHDRAWN, NewOperations, open_rows
 
 ADD, REMOVE, MENU, MESSAGE = "タグ追加", "タグ削除", "リッチメニュー切替", "メッセージ送信"
 TAG_REASON = "管理タグ（予約から）"
@@ -216,7 +216,7 @@ def message_targets(op_ids: pd.Index, titles: set[str]) -> pd.DataFrame:
     starts = [i for i, text in enumerate(texts) if isinstance(text, str) and text.startswith(prefix)]  # a missing id is NaN
     mine = np.array(starts, dtype=np.intp)
     ids = pd.Series([texts[i] for i in mine], index=op_ids[mine], dtype=object)
-    found = ids.str.extract(rf"^{re.escape(MESSAGE)}:(?P<booking_id>.+):(?P<title>{alternatives})$")
+    found = ids.str.extract(rf"^{re.escape(MESSAGE)}:(?P<booking_id>.+):(?P<title>{alternatives})(?:#\d+)?$")
     return found.dropna()
 
 
@@ -307,11 +307,18 @@ def _messages(frames: Frames, mapping: Mapping, ops: NewOperations) -> Plan:
     if cancels.empty:
         return Plan()
     titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
-    listed = frames["operations"].data.index
-    messaged = message_targets(listed, titles)["booking_id"]
-    op_ids = MESSAGE + ":" + cancels.index.to_series().astype(str) + ":" + cancels["title"]
-    # once per booking; a deleted row keeps the message already chosen for it
-    new = (~op_ids.isin(listed) & ~(cancels["deleted"] & cancels.index.isin(messaged))).to_numpy()
+    ops_table = frames["operations"].data
+    listed = message_targets(ops_table.index, titles)
+    withdrawn = (ops_table["done"].reindex(listed.index).fillna(False).astype(bool)
+                 & ops_table["reason"].reindex(listed.index).astype(str).str.startswith(WITHDRAWN))
+    standing = listed[~withdrawn.to_numpy()]
+    key = cancels.index.to_series().astype(str) + ":" + cancels["title"]
+    # once per cancel: a message withdrawn when its cancel was undone (tasks.rules.queue) does not
+    # count, and the next one gets #2, #3…; a deleted row keeps the message already chosen for it
+    before = (listed["booking_id"] + ":" + listed["title"]).value_counts().reindex(key, fill_value=0)
+    op_ids = MESSAGE + ":" + key + [f"#{n + 1}" if n else "" for n in before.tolist()]
+    new = (~key.isin(standing["booking_id"] + ":" + standing["title"])
+           & ~(cancels["deleted"] & cancels.index.isin(standing["booking_id"]))).to_numpy()
     url = mapping.tags.rebooking_calendar_url
     c = cancels[new]
     cids, reasons = c["customer_id"].tolist(), []
