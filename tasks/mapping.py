@@ -312,6 +312,14 @@ class Mapping(Strict):
         return self
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, in one line, without pyyaml's quote of the lines around it: a routes file's
+    lines hold tokens, and an error is printed and logged."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def load_mapping(directory: Path | str | None = None) -> Mapping:
     """Merge every `*.yaml` in the directory (top-level keys must not repeat) and validate."""
     directory = Path(directory) if directory else DEFAULT_DIR
@@ -323,7 +331,7 @@ def load_mapping(directory: Path | str | None = None) -> Mapping:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise MappingError(f"{path.name}: not valid YAML: {exc}") from None
+            raise MappingError(f"{path.name}: not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise MappingError(f"{path.name}: the top level must be a mapping of keys")
         for key in data:

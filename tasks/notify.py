@@ -48,6 +48,7 @@ import requests
 import yaml
 from apprise.plugins.line import NotifyLine
 
+from tasks.mapping import yaml_problem
 from tasks.tell import Send, console
 
 ENV_FILE = "SALESOPS_ROUTES"
@@ -136,8 +137,10 @@ def _read_file(path: Path) -> dict:
     text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+    except tomllib.TOMLDecodeError as exc:  # its message says where, never what the line holds
         raise RouteConfigError(f"{path.name}: cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise RouteConfigError(f"{path.name}: cannot be read: {yaml_problem(exc)}") from None
     data = data or {}
     if not isinstance(data, dict) or not isinstance(data.get("routes", {}) or {}, dict):
         raise RouteConfigError(f"{path.name}: expected keys routes (a mapping of name: URL or [URL, …]), default, sender")

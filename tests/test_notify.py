@@ -260,11 +260,14 @@ def test_routes_from_yaml_toml_and_environment_with_secrets(tmp_path):
     ("routes:\n  ops: chatwork://abc\n", {}, "not a URL Apprise can send to"),
     ("routes: [a, b]\n", {}, "expected keys"),
     ("rutes: {}\n", {}, "unknown keys"),
+    # pyyaml's own message quotes the lines around the error, and a route's line holds its token
+    ('routes:\n  ops: "slack://T0K3N-SECRET/B1/x\n  links: [1, 2\n', {}, r"line 4, column 1: found unexpected end of stream"),
 ])
 def test_bad_routes_name_the_problem_never_the_secret(tmp_path, text, env, match):
     (tmp_path / "r.yaml").write_text(text, encoding="utf-8")
-    with pytest.raises(RouteConfigError, match=match):
+    with pytest.raises(RouteConfigError, match=match) as refused:
         load_routes(tmp_path / "r.yaml", env)
+    assert "T0K3N" not in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_nothing_configured_is_the_console(capsys):
