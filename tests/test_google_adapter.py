@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import logging
 import random
 import time
 
@@ -781,3 +782,16 @@ def test_the_command_line_wants_one_source(standin):
     result = CliRunner().invoke(app, ["reconcile", "--workbook", "x.xlsx", "--spreadsheet", "1X"])
     assert result.exit_code == 2 and "--workbook PATH or --spreadsheet ID" in result.output
 
+
+
+def test_no_network_is_said_in_one_line_naming_the_host_and_retried_quietly(mapping, caplog):
+    """A host DNS cannot find is no network, not Google failing: said so; and the token requests are
+    retried by the adapter's backoff alone (google-auth's own session retried each try three times
+    more, each a urllib3 warning: fifteen on the console before the error)."""
+    info = {**service_account_info("https://oauth2.nonexistent.invalid"), "token_uri": "https://oauth2.nonexistent.invalid/token"}
+    book = GoogleWorkbook("1NoNetwork", info, mapping=mapping, backoff=Backoff(attempts=3, sleep=lambda s: None))
+    with caplog.at_level(logging.DEBUG), pytest.raises(SheetsUnavailable) as refused:
+        book.read()
+    said = str(refused.value)
+    assert "oauth2.nonexistent.invalid could not be found (no network, or DNS cannot resolve it) (3 attempts)" in said
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()]

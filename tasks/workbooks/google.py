@@ -65,6 +65,8 @@ import pandas as pd
 import requests
 from google.auth import exceptions as auth_errors
 from google.auth.credentials import Credentials
+from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as AuthRequest
 from gspread.exceptions import APIError
 
 from tasks.frames import Capacity
@@ -139,6 +141,9 @@ def classify(exc: BaseException) -> Fault | None:
         return Fault("connection timed out", sent=False)
     if isinstance(exc, requests.exceptions.Timeout):
         return Fault("no answer before the timeout")
+    if isinstance(exc, requests.exceptions.ConnectionError | auth_errors.TransportError) and (
+            host := _UNRESOLVED(str(exc))):  # said apart: no network, not Google's fault, and "rerun later" may not help
+        return Fault(f"{host.group(1)} could not be found (no network, or DNS cannot resolve it)", sent=False)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return Fault("connection failed", sent=False) if _never_sent(exc) else Fault("connection dropped")
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
@@ -148,6 +153,9 @@ def classify(exc: BaseException) -> Fault | None:
     if isinstance(exc, auth_errors.RefreshError) and getattr(exc, "retryable", False):
         return Fault("token request failed", sent=False)
     return None
+
+
+_UNRESOLVED = re.compile(r"Failed to resolve '([^']+)'").search  # urllib3's NameResolutionError, however wrapped
 
 
 def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
@@ -189,7 +197,10 @@ class SheetsHTTPClient(gspread.HTTPClient):
     """
 
     def __init__(self, auth: Credentials, session: requests.Session | None = None):
+        if session is None:  # token requests without google-auth's own 3 retries a try (each a warning): backoff retries
+            session = AuthorizedSession(auth, auth_request=AuthRequest(requests.Session()))
         super().__init__(auth, session)
+        self.auth = auth  # what gspread's login() refreshes, which it sets only when it makes the session
         self.endpoint: str | None = None
         self.backoff = Backoff()
         self.timeout = DEFAULT_TIMEOUT
