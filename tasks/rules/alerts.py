@@ -163,7 +163,8 @@ def alert_rows(
     add(active & _second_meeting_elsewhere(b, words), 6, "second_meeting", words.second_meeting_other_salesperson, owner)
     add(active & (b["end"] < now) & (b["end"] >= since), 7, "no_outcome", words.no_outcome, owner)
     thanks_due = b["end"] + pd.Timedelta(hours=words.thanks_line_hours)
-    add(~b["cancelled"] & b["outcome"].isin(words.thanks_outcomes) & ~b["thanks_sent"] & (thanks_due <= now)
+    thanks_read = frames["bookings"].usable("thanks_sent").reindex(b.index, fill_value=False)  # unreadable: neither
+    add(~b["cancelled"] & b["outcome"].isin(words.thanks_outcomes) & ~b["thanks_sent"] & thanks_read & (thanks_due <= now)
         & (thanks_due >= since), 8, "no_thanks", words.no_thanks_line, owner)
     add(_no_rebooking(frames, now, mapping, b, since), 9, "no_rebooking", words.no_rebooking, owner)
     if not parts:
