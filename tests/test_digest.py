@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import yaml
 from prefect import Flow
@@ -87,6 +88,22 @@ def test_inactive_staff_and_empty_lists_get_nothing(tmp_path, mapping):
     staff = [["佐藤", "営業", "sato", "FALSE"], ["鈴木", "営業", "suzuki", "TRUE"]]
     path = workbook(tmp_path, staff=staff, operations=[op("OP1", "佐藤")])
     assert not digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping)
+
+
+def test_a_caution_flag_is_never_told_not_even_in_the_digest(tmp_path, mapping):
+    """Alert 5 (a caution person) is on the booking, "no notification" (the contract): left out of
+    the salesperson's items by its whole text (a memo may hold "; "), the other alerts kept."""
+    memo = "大声; 要録音"
+    path = workbook(tmp_path, alerts={"R001": f"❗要注意: {memo}", "R002": f"結果未入力; ❗要注意: {memo}"})
+    wb = openpyxl.load_workbook(path)
+    ws = wb["顧客"]
+    column = [c.value for c in ws[1]].index("要注意メモ") + 1
+    for row in range(2, ws.max_row + 1):
+        ws.cell(row, column, memo)
+    wb.save(path)
+    items = open_items(check(LocalWorkbook(path).read(), mapping), mapping)
+    assert items["text"].str.contains("要注意|大声").sum() == 0
+    assert [t.split("）: ")[1].split(" —")[0] for t in items["text"]] == ["結果未入力"]
 
 
 def test_long_lists_are_cut_and_counted(tmp_path, mapping):

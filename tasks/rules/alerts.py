@@ -250,6 +250,13 @@ def _no_rebooking(frames: Frames, now: pd.Timestamp, mapping: Mapping, b: pd.Dat
     return out
 
 
+def caution_texts(frames: Frames, mapping: Mapping) -> pd.Series:
+    """Customer id -> alert 5's text on their bookings (a caution person), as the rule writes it."""
+    customers = frames["customers"].data
+    memos = pd.Series(_memos(customers["caution_memo"])[:-1], index=customers.index, dtype=object).dropna()
+    return memos.map(lambda m: mapping.alerts.caution.format(memo=m))
+
+
 def _memos(values: pd.Series) -> np.ndarray:
     """Each memo with its whitespace collapsed (None where blank), worked out once per distinct
     memo; one None more at the end, for position -1 (a booking whose customer is not known)."""

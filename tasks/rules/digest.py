@@ -2,8 +2,9 @@
 
 Pure: open items per person → one outbox notice each, 通知ID `digest:<名前>:<date>` (once a day).
 Who gets one: active staff whose 役割 is in `digest.roles` and who have at least one item.
-- a salesperson: their bookings' アラート, their L-Step操作 not yet 対応済, and their payment-link
-  requests still open (作成済: send the link and tick 送付済; 依頼中: waiting for the link maker);
+- a salesperson: their bookings' アラート (but a caution person's flag, never told), their L-Step操作
+  not yet 対応済, and their payment-link requests still open (作成済: send the link and tick 送付済;
+  依頼中: waiting for the link maker);
 - a link maker: the requests 依頼中 addressed to them.
 Each item says what and where (tab and cell). Like every notice, only the person's own
 customers, masked. Urgent-first ordering is the outbox's; here alerts come first, then operations
@@ -19,6 +20,7 @@ from tasks.frames import ROW, Frames, Table
 from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Plan
+from tasks.rules.alerts import caution_texts
 from tasks.rules.operations import open_rows
 
 DIGEST = "digest"
@@ -51,19 +53,31 @@ def digest(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
 
 def open_items(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     """One row per open item: whose it is, its order, and its line of text."""
-    parts = [_alerts(frames), _operations(frames), *_requests(frames, mapping)]
+    parts = [_alerts(frames, mapping), _operations(frames), *_requests(frames, mapping)]
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ITEM_COLUMNS)
 
 
-def _alerts(frames: Frames) -> pd.DataFrame:
+def _alerts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
+    """Each booking's アラート but alert 5's (a caution person is flagged on the booking, never told:
+    the contract)."""
     table = frames["bookings"]
     b = table.data
-    open_ = b[b["alerts"].notna() & b["alerts"].astype(str).str.strip().ne("") & b["salesperson"].notna()]
+    caution = b["customer_id"].map(caution_texts(frames, mapping))
+    alerts = pd.Series([_without(str(cell), flag) if isinstance(cell, str) else "" for cell, flag in
+                        zip(b["alerts"].tolist(), caution.tolist(), strict=True)], index=b.index, dtype=object)
+    open_ = b[alerts.str.strip().ne("").to_numpy() & b["salesperson"].notna().to_numpy()]
     names = _names(frames, open_["customer_id"])
     text = ("・予約 " + open_.index.to_series() + "（" + names + " 様, " + _when(open_["start"]) + "）: "
-            + open_["alerts"].astype(str) + " —『予約』" + _cells(table, open_.index, "alerts"))
+            + alerts[open_.index] + " —『予約』" + _cells(table, open_.index, "alerts"))
     return _items(open_["salesperson"], 0, open_["start"], text)
+
+
+def _without(alerts: str, flag: object) -> str:
+    """The "; "-joined alerts without `flag` (by its whole text: a memo may hold "; " itself)."""
+    if not isinstance(flag, str) or flag not in alerts:
+        return alerts
+    return "" if alerts == flag else alerts.replace(f"; {flag}", "").replace(f"{flag}; ", "")
 
 
 def _operations(frames: Frames) -> pd.DataFrame:
