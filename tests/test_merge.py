@@ -369,6 +369,23 @@ def test_the_steps_of_an_uninterrupted_merge_are_one_write_each(pair, mapping):
     assert book.writes == len(STEPS) and summary.report.rows_deleted == 1 and not summary.report.skipped
 
 
+def test_a_rejected_pair_is_never_merged_through_other_approvals(tmp_path, mapping):
+    """C001~C002 is 却下; C001~C003 and C002~C003 approved would make all three one person."""
+    tabs = team_tabs([customer(f"C00{i}", "山田", "太郎") for i in (1, 2, 3)], [])
+    tabs[mapping.tabs["duplicates"].title] = pipeline_tab(mapping, "duplicates", [
+        candidate("C001", "C002", "C001", approved=False, state="却下"),
+        candidate("C001", "C003", "C001"), candidate("C002", "C003", "C002"),
+    ])
+    path = write_book(tmp_path / "rejected.xlsx", tabs)
+    before = state_of(path)
+    summary = run_merge(LocalWorkbook(path), mapping, NOW, send)
+    assert state_of(path) == before
+    assert any("重複候補 C001~C002 is 却下" in line for line in summary.plan.log)
+    set_cell(path, "重複候補", "C002~C003", "承認", "")  # staff keep only C001~C003
+    run_merge(LocalWorkbook(path), mapping, NOW, send)
+    assert [r["お客様番号"] for r in tab_records(path, "顧客")] == ["C001", "C002"]
+
+
 def test_a_merge_begun_towards_a_survivor_no_longer_approved_waits(chain, mapping):
     with pytest.raises(Crash):
         run_merge(DiesWriting(chain, 2), mapping, NOW, send)  # 統合履歴: C001 → C003, C002 → C003

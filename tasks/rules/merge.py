@@ -4,7 +4,8 @@ Run by its own flow (`flows/merge.py`), never by the ordinary reconcile: it is t
 writes staff-owned cells, and it does so only because staff ticked 承認 on a 重複候補 row that is
 統合可 (the reservation system's exact-name rule, checked again against the names as they are now).
 
-Approved pairs are joined into components (A~B and B~C approved: A, B and C are one person); each
+Approved pairs are joined into components (A~B and B~C approved: A, B and C are one person), unless
+two members are a pair staff marked 却下 (then the component waits, said in the run's notes); each
 component keeps one survivor, chosen by the contract's 統合先 rule over the whole component, and
 every other member is merged into it. A component's changes form one group (`merge:<survivor>`):
 
@@ -37,7 +38,7 @@ from tasks.mapping import Mapping
 from tasks.normalize import to_text
 from tasks.plan import Append, Delete, Edit, Plan
 from tasks.rules.common import new_row, none_if_na
-from tasks.rules.duplicates import MERGED, PROPOSED, YES, customer_keys
+from tasks.rules.duplicates import MERGED, PROPOSED, REJECTED, YES, customer_keys
 from tasks.rules.tags import rewrite_tags, split_tags, tag_key, tag_set
 
 REFERRING = ("bookings", "reminders", "payment_links", "operations")  # their お客様番号 moves to the survivor
@@ -53,8 +54,14 @@ def merge_approved(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     customers = frames["customers"].data
     merged_to = _history(frames)
     pairs = _approved_pairs(frames, merged_to)
+    rejected = _rejected(frames)
     plan = Plan()
     for members in _components(pairs):
+        refused = sorted(f"{a}~{b}" for a, b in rejected if a in members and b in members)
+        if refused:  # approvals of other pairs would join two customers staff said are not one person
+            plan = plan | Plan(log=(f"merge of {', '.join(sorted(members))} waits: 重複候補 {', '.join(refused)} "
+                                    "is 却下, and the approved pairs would merge it; untick one of them",))
+            continue
         keys = customer_keys(customers.loc[sorted(members)])
         order = list(keys.sort_values("survivor_rank").index)
         survivor = _survivor(order, merged_to)
@@ -133,6 +140,13 @@ def _approved_pairs(frames: Frames, merged_to: dict[str, str]) -> pd.DataFrame:
     same &= rule.reindex(rows["customer_a"]).to_numpy() != ""
     rows = rows[same]
     return rows.assign(candidate_id=rows.index)
+
+
+def _rejected(frames: Frames) -> list[tuple[str, str]]:
+    """The pairs staff marked 却下: never one person, whatever else is approved."""
+    d = frames["duplicates"].data
+    rows = d[(d["state"] == REJECTED).to_numpy()]
+    return list(zip(rows["customer_a"].astype(str), rows["customer_b"].astype(str), strict=True))
 
 
 def _components(pairs: pd.DataFrame) -> list[set[str]]:
