@@ -16,9 +16,9 @@ waits: that tag or that menu keeps what the cell has until the booking is fixed.
 
 Operation ids: `<操作>:<お客様番号>:<内容>:<now yyyymmddHHMM>` for a tag or menu change (the same
 tag may come and go again months later; `-2`, `-3`… if that minute is taken), and
-`メッセージ送信:<予約ID>:<template>` for a cancel (once per cancel: `#2`, `#3`… after one undone). No new row is listed while an
-open (not 対応済) row asks for the same change of that customer (the same tag the same way, a
-switch to the same menu). An open row the other way is closed by `tasks.rules.queue`, and the new
+`メッセージ送信:<予約ID>:<template>` for a cancel (once per cancel: `#2`, `#3`… after one undone).
+No new row is listed while an open (not 対応済) row asks for the same change of that customer (the
+same tag the same way, a switch to the same menu). An open row the other way is closed by `tasks.rules.queue`, and the new
 row is listed all the same: a person may have done the first in the LINE tool without ticking it,
 and a 個別相談予約完了 tag left there locks the customer out of the rebooking calendar (removing a
 tag the tool does not show, or switching to the menu it shows, costs a click). The cell edit and
