@@ -35,7 +35,7 @@ from tasks.plan import Append, Plan
 from tasks.rules.common import set_field, shown_times
 from tasks.rules.operations import customer_names
 from tasks.rules.reminders import known_bookings, reminder_state
-from tasks.rules.tags import MESSAGE, message_targets
+from tasks.rules.tags import MESSAGE, cancel_titles, message_targets
 
 COLUMNS = ["booking_id", "order", "code", "text", "recipient", "template"]
 
@@ -101,9 +101,7 @@ def _alert_bookings(frames: Frames, mapping: Mapping) -> tuple[pd.DataFrame, pd.
     for name in ("active", "held", "cancelled", "start_ok", "thanks_sent"):
         b[name] = b[name].fillna(False).astype(bool)
     customers = frames["customers"].data
-    at = customers.index.get_indexer(b["customer_id"])  # one look-up of each booking's customer for both memos
-    for memo in ("blacklist_memo", "caution_memo"):
-        b[memo] = _memos(customers[memo])[at]
+    b["blacklist_memo"] = _memos(customers["blacklist_memo"])[customers.index.get_indexer(b["customer_id"])]
     readable = b["start_ok"] & frames["bookings"].usable("status").reindex(b.index, fill_value=False)
     return b, readable
 
@@ -158,8 +156,8 @@ def alert_rows(
             "recipient": pairs["booking_id"].map(owner).to_numpy(), "template": "alert",
         }))
     add(active & b["blacklist_memo"].notna(), 4, "blacklisted", words.blacklisted, ops, "blacklisted")
-    add(active & b["caution_memo"].notna(), 5, "caution",
-        b["caution_memo"].map(lambda m: words.caution.format(memo=m), na_action="ignore"), None)
+    caution = b["customer_id"].map(caution_texts(frames, mapping))  # one text, which the digest leaves out
+    add(active & caution.notna(), 5, "caution", caution, None)
     add(active & _second_meeting_elsewhere(b, words), 6, "second_meeting", words.second_meeting_other_salesperson, owner)
     add(active & (b["end"] < now) & (b["end"] >= since), 7, "no_outcome", words.no_outcome, owner)
     thanks_due = b["end"] + pd.Timedelta(hours=words.thanks_line_hours)
@@ -216,8 +214,7 @@ def _second_meeting_elsewhere(b: pd.DataFrame, words) -> pd.Series:
 def _cancel_messages_listed(frames: Frames, mapping: Mapping) -> pd.Series:
     """Booking id -> when its first cancel message (L-Step操作 メッセージ送信) was listed."""
     ops = frames["operations"].data
-    titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
-    targets = message_targets(ops.index[ops["action"].eq(MESSAGE).to_numpy()], titles)
+    targets = message_targets(ops.index[ops["action"].eq(MESSAGE).to_numpy()], cancel_titles(mapping))
     listed = pd.to_datetime(ops["created_at"].reindex(targets.index), errors="coerce")
     return listed.groupby(targets["booking_id"].to_numpy()).min().dropna()
 

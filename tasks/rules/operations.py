@@ -25,6 +25,17 @@ def open_rows(table: Table) -> pd.Series:
     return table.usable("done") & ~table.data["done"].astype(bool)
 
 
+def withdrawn(ops: pd.DataFrame) -> pd.Series:
+    """Rows of L-Step操作 the pipeline closed as 不要 (their event was undone), not done by anyone:
+    the next such event lists its operation again (`nth_id`)."""
+    return ops["done"].fillna(False).astype(bool) & ops["reason"].astype(str).str.startswith(WITHDRAWN)
+
+
+def nth_id(base: str, n: int) -> str:
+    """The id of the n-th operation for one thing listed once per event: the first keeps `base`."""
+    return base if n <= 1 else f"{base}#{n}"
+
+
 def customer_name(frames: Frames, customer_id: str) -> str:
     c = frames["customers"].data
     if customer_id not in c.index:

@@ -30,8 +30,8 @@ from tasks.plan import Edit, Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
 from tasks.rules.operations import WITHDRAWN, open_rows
-from tasks.rules.reminders import BACK_GROUP, open_deletions, reminder_state
-from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, message_targets, wanted
+from tasks.rules.reminders import BACK_GROUP, reminder_state, withdrawn_deletions
+from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, cancel_titles, message_targets, wanted
 
 BASELINE_REASON = "導入時"  # 理由 of the operations a baseline run lists (tasks.reconcile.as_baseline)
 CLOSED = WITHDRAWN + "（{why}）"
@@ -115,8 +115,7 @@ def _deletions(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFr
     state = reminder_state(frames, now, mapping)
     if state.back.empty:
         return _nothing()
-    deletions = open_deletions(frames)
-    rids = deletions[deletions.isin(state.back)]
+    rids = withdrawn_deletions(frames, state)
     bids = state.rows.loc[rids.to_numpy(), "booking_id"].astype(str).to_numpy()
     return pd.DataFrame({"why": "予約 " + bids + " はキャンセルではなくなりました", "group": BACK_GROUP + rids.to_numpy()},
                         index=rids.index)
@@ -125,7 +124,7 @@ def _deletions(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFr
 def _messages(frames: Frames, mapping: Mapping, ops: pd.DataFrame) -> pd.DataFrame:
     """Open cancel messages to close: the booking is no longer cancelled, or its キャンセル区分 asks
     for the other message."""
-    titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
+    titles = cancel_titles(mapping)
     targets = message_targets(ops.index[ops["action"].eq(MESSAGE)], titles)
     facts = booking_facts(frames, mapping)
     targets = targets[targets["booking_id"].isin(facts.index).to_numpy()]

@@ -46,7 +46,7 @@ from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import PLANNED, booking_facts
 from tasks.rules.common import new_rows, set_field, shown_time
-from tasks.rules.operations import WITHDRAWN, NewOperations, open_rows
+from tasks.rules.operations import NewOperations, nth_id, open_rows, withdrawn
 
 SENT, CANCELLED, SKIPPED = "送信済", "取消", "スキップ"
 WHY_NEW = "新規予約"
@@ -67,8 +67,8 @@ def reminder_id(booking_ids: pd.Index, series: str, step: str) -> pd.Index:
 
 
 def delete_operation_id(rid: str, n: int = 1) -> str:
-    """The n-th cancel's deletion of a step: the first has no suffix."""
-    return f"{DELETE_ACTION}:{rid}" if n <= 1 else f"{DELETE_ACTION}:{rid}#{n}"
+    """The n-th cancel's deletion of a step."""
+    return nth_id(f"{DELETE_ACTION}:{rid}", n)
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,7 @@ def reminders(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     appends: list[Append] = new_rows(table, new, [f"リマインド: {why}" for why in new["reason"].tolist()])
     ops = deletion_operations(frames, now, state)
     appends += ops
-    deletions = open_deletions(frames)
-    withdrawn = deletions.index[deletions.isin(state.back)]  # tasks.rules.queue closes them in this plan
-    appends += chase(frames, now, mapping, ops, withdrawn)
+    appends += chase(frames, now, mapping, ops, withdrawn_deletions(frames, state).index)
     return Plan(edits=tuple(edits), appends=tuple(appends))
 
 
@@ -256,6 +254,13 @@ def open_deletions(frames: Frames) -> pd.Series:
     return rows["content"].astype(str)
 
 
+def withdrawn_deletions(frames: Frames, state: ReminderState) -> pd.Series:
+    """The open deletions of the steps pending again (3b): 操作ID -> リマインドID. tasks.rules.queue
+    closes them in the same plan, so the chase leaves them out."""
+    deletions = open_deletions(frames)
+    return deletions[deletions.isin(state.back)]
+
+
 def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState) -> list[Append]:
     """One リマインド削除 per cancelled step the LINE tool could still send, listed once per cancel:
     a step whose earlier deletions were all withdrawn (its cancel was undone, tasks.rules.queue)
@@ -264,8 +269,7 @@ def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState)
     due = r[((r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)).to_numpy()]
     ops = frames["operations"].data
     listed = ops[(ops["action"].eq(DELETE_ACTION) & ops["content"].notna()).to_numpy()]
-    withdrawn = listed["done"].fillna(False).astype(bool) & listed["reason"].astype(str).str.startswith(WITHDRAWN)
-    per_step = (~withdrawn).groupby(listed["content"].astype(str).to_numpy()).agg(["size", "any"])
+    per_step = (~withdrawn(listed)).groupby(listed["content"].astype(str).to_numpy()).agg(["size", "any"])
     due = due[~due.index.isin(per_step.index[per_step["any"]])]  # one stands (open, or done): listed
     rids = due.index.astype(str).tolist()
     before = per_step["size"].reindex(rids, fill_value=0).tolist()

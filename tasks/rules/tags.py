@@ -43,7 +43,7 @@ from tasks.normalize import factorize_cells, normalize_value, to_text
 from tasks.plan import Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.operations import WITHDRAWN, NewOperations, open_rows
+from tasks.rules.operations import NewOperations, nth_id, open_rows, withdrawn
 
 ADD, REMOVE, MENU, MESSAGE = "タグ追加", "タグ削除", "リッチメニュー切替", "メッセージ送信"
 TAG_REASON = "管理タグ（予約から）"
@@ -207,6 +207,11 @@ def _template_key(mapping: Mapping, kind: str) -> str:
     return key
 
 
+def cancel_titles(mapping: Mapping) -> set[str]:
+    """The titles a cancel message's 操作ID ends with (one per template of `tags.cancel_messages`)."""
+    return {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
+
+
 def message_targets(op_ids: pd.Index, titles: set[str]) -> pd.DataFrame:
     """`booking_id` and `title` of every `メッセージ送信:<予約ID>:<title>` id (the index); others left out."""
     alternatives = "|".join(re.escape(t) for t in sorted(titles, key=lambda t: (-len(t), t)))
@@ -306,17 +311,15 @@ def _messages(frames: Frames, mapping: Mapping, ops: NewOperations) -> Plan:
     cancels = cancel_templates(frames, mapping)
     if cancels.empty:
         return Plan()
-    titles = {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
     ops_table = frames["operations"].data
-    listed = message_targets(ops_table.index, titles)
-    withdrawn = (ops_table["done"].reindex(listed.index).fillna(False).astype(bool)
-                 & ops_table["reason"].reindex(listed.index).astype(str).str.startswith(WITHDRAWN))
-    standing = listed[~withdrawn.to_numpy()]
+    listed = message_targets(ops_table.index, cancel_titles(mapping))
+    standing = listed[~withdrawn(ops_table.loc[listed.index]).to_numpy()]
     key = cancels.index.to_series().astype(str) + ":" + cancels["title"]
     # once per cancel: a message withdrawn when its cancel was undone (tasks.rules.queue) does not
     # count, and the next one gets #2, #3…; a deleted row keeps the message already chosen for it
     before = (listed["booking_id"] + ":" + listed["title"]).value_counts().reindex(key, fill_value=0)
-    op_ids = MESSAGE + ":" + key + [f"#{n + 1}" if n else "" for n in before.tolist()]
+    op_ids = pd.Series([nth_id(f"{MESSAGE}:{k}", n + 1) for k, n in zip(key, before.tolist(), strict=True)],
+                       index=key.index, dtype=object)
     new = (~key.isin(standing["booking_id"] + ":" + standing["title"])
            & ~(cancels["deleted"] & cancels.index.isin(standing["booking_id"]))).to_numpy()
     url = mapping.tags.rebooking_calendar_url
