@@ -118,6 +118,11 @@ class Plan:
     def __bool__(self) -> bool:
         return bool(self.edits or self.appends or self.deletes)
 
+    def __reduce__(self):
+        """Pickled a column at a time: a named tuple pickles through a Python call each, ~3x slower
+        (a first run's plan at 100k crosses from the other core, tasks/other_core.py)."""
+        return _unpickled, (_columns(self.edits), _columns(self.appends), self.deletes, self.problems, self.log)
+
     @property
     def size(self) -> int:
         return len(self.edits) + len(self.appends) + len(self.deletes)
@@ -140,6 +145,15 @@ class Plan:
             problems=tuple(sorted(self.problems, key=lambda p: p.problem_id)),
             log=self.log,
         )
+
+
+def _columns(changes: tuple) -> list[tuple]:
+    return list(zip(*changes, strict=True))
+
+
+def _unpickled(edits: list[tuple], appends: list[tuple], deletes: tuple, problems: tuple, log: tuple) -> Plan:
+    return Plan(tuple(map(new_edit, zip(*edits, strict=True))),
+                tuple(map(new_append, zip(*appends, strict=True))), deletes, problems, log)
 
 
 def combine(plans: list[Plan]) -> Plan:

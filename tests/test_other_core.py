@@ -1,0 +1,116 @@
+"""Reconcile on two cores: some rules run in a forked child, and the plan is the one a single core
+makes, whatever happens to the child."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+import warnings
+
+import pandas as pd
+import pytest
+
+from tasks.check import check
+from tasks.demo_data import generate_frames
+from tasks.frames import Problem
+from tasks.other_core import on_other_core
+from tasks.plan import Append, Delete, Edit, Plan
+from tasks.pure_step import run_scope
+from tasks.reconcile import BESIDE, RULES, plans_of, reconcile
+from tests.conftest import NOW
+
+
+def test_the_work_runs_in_another_process_and_its_value_comes_back():
+    with on_other_core(lambda: (os.getpid(), pd.Series([1, 2]).sum())) as child:
+        pid, total = child.result()
+    assert pid == child.pid != os.getpid()
+    assert total == 3
+
+
+def test_a_child_that_fails_quietly_gives_nothing_so_the_caller_does_the_work(capfd):
+    def broken():
+        raise ValueError("a rule's bug")
+
+    with on_other_core(broken) as child:
+        assert child.result() is None
+    assert capfd.readouterr().err == ""  # the caller's rerun reports it, with its own traceback
+
+
+def test_a_child_killed_gives_nothing():
+    with on_other_core(lambda: os.kill(os.getpid(), signal.SIGKILL)) as child:
+        assert child.result() is None
+
+
+def test_a_child_whose_value_is_not_wanted_is_killed_and_reaped():
+    with pytest.raises(KeyError), on_other_core(lambda: time.sleep(3600)) as child:
+        pid = child.pid
+        raise KeyError("the block fails while the child works")
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped already: no zombie left behind
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_threaded_process_forks_safely_while_other_threads_hold_locks_and_log(caplog):
+    """Prefect's threads live in the process that forks; the child takes none of their locks, so
+    Python 3.12+'s warning of fork beside threads is not passed on to the run's log."""
+    held, stop = threading.Lock(), threading.Event()
+    log = logging.getLogger("salesops.test.busy")
+
+    def busy():
+        with held:
+            while not stop.is_set():
+                log.info("working")
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        with caplog.at_level(logging.INFO, "salesops.test.busy"), warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            for _ in range(5):
+                with on_other_core(lambda: pd.DataFrame({"a": range(1000)}).groupby(pd.Series(range(1000)) % 7).sum()) as child:
+                    assert child.result()["a"].sum() == sum(range(1000))
+    finally:
+        stop.set()
+        thread.join()
+    assert not [w for w in seen if "fork" in str(w.message)]
+
+
+def test_a_plan_crosses_processes_whole():
+    moment = pd.Timestamp("2026-11-20T10:00", tz="Asia/Tokyo").to_pydatetime()
+    plan = Plan(
+        edits=(Edit("予約", "B1", "end", None, moment, "終了日時"), Edit("顧客", "C1", "name", "a", "b", "r", "g", True)),
+        appends=(Append.of("outbox", "n1", (("key", "n1"), ("state", None)), "r", "grp"),),
+        deletes=(Delete("エラー", "e1", "fixed"),),
+        problems=(Problem("予約", "B2", "B1", "開始日時", "x", "読めません"),),
+        log=("a note",),
+    )
+    for value in (plan, Plan()):
+        back = pickle.loads(pickle.dumps(value))
+        assert back == value and back.log == value.log
+        assert all(type(e) is Edit for e in back.edits) and all(type(a) is Append for a in back.appends)
+
+
+def test_rules_beside_run_in_the_child_and_the_plans_keep_the_rules_order(mapping):
+    frames = check(generate_frames(40, seed=3, now=NOW.to_pydatetime()), mapping)
+
+    def where(frames, now, mapping):
+        return Plan(log=(str(os.getpid()),))
+
+    beside = plans_of((where, *RULES), frames, NOW, mapping, (where,))
+    here = plans_of((where, *RULES), frames, NOW, mapping)
+    assert beside[0].log != (str(os.getpid()),) and here[0].log == (str(os.getpid()),)
+    assert beside[1:] == here[1:]
+
+
+def test_reconcile_on_two_cores_plans_what_one_core_plans(mapping):
+    frames = check(generate_frames(300, seed=11, now=NOW.to_pydatetime()), mapping)
+    assert set(BESIDE) <= set(RULES)
+    with run_scope():
+        two = reconcile(frames, NOW, mapping, beside_from_rows=0)
+        one = reconcile(frames, NOW, mapping, beside_from_rows=None)
+    assert two and two == one and two.log == one.log
