@@ -78,7 +78,7 @@ def _children_cpu() -> float:
 
 
 class ChildMemory:
-    """The most private memory any child of this process held, sampled every 20 ms from
+    """The most private memory any child of this process held, sampled every 100 ms from
     /proc/<pid>/smaps_rollup (Linux): reconcile's child on the other core shares this process's
     pages until it writes them, so its own RSS would count the frames twice."""
 
@@ -96,7 +96,7 @@ class ChildMemory:
         self._thread.join()
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(0.1):
             for pid in _children():
                 with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
                     kb = sum(int(line.split()[1]) for line in fh if line.startswith(("Private_Clean", "Private_Dirty")))
