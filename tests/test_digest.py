@@ -43,8 +43,9 @@ def workbook(tmp_path, *, staff=None, operations=None, links=None, alerts=None):
     return write_book(tmp_path / "team.xlsx", tabs)
 
 
-def op(op_id, salesperson, done="", due=dt.datetime(2026, 11, 22, 13, 0)):
-    return [op_id, REQUESTED, "C001", "", "山田 太郎", salesperson, "タグ削除", "【セミナー】個別相談予約完了", "キャンセル",
+def op(op_id, salesperson, done="", due=dt.datetime(2026, 11, 22, 13, 0), customer=("C001", "山田 太郎")):
+    cid, name = customer
+    return [op_id, REQUESTED, cid, "", name, salesperson, "タグ削除", "【セミナー】個別相談予約完了", "キャンセル",
             due, done, None]
 
 
@@ -56,7 +57,7 @@ def test_each_person_gets_their_own_open_items(tmp_path, mapping):
     path = workbook(
         tmp_path,
         alerts={"R001": "結果未入力; お礼LINE未送付", "R002": "予約が重複: R003"},
-        operations=[op("OP1", "佐藤"), op("OP2", "佐藤", done="TRUE"), op("OP3", "鈴木")],
+        operations=[op("OP1", "佐藤"), op("OP2", "佐藤", done="TRUE"), op("OP3", "鈴木", customer=("C002", "鈴木 花子"))],
         links=[request("PL-R1", "作成済"), request("PL-R2", "依頼中"), request("PL-R3", "送付済"), request("PL-R4", "不要")],
     )
     frames = check(LocalWorkbook(path).read(), mapping)
@@ -74,6 +75,14 @@ def test_each_person_gets_their_own_open_items(tmp_path, mapping):
     assert "予約 R002" in by["鈴木"].get("body") and "R001" not in by["鈴木"].get("body")
     takahashi = by["高橋"].get("body")
     assert "決済リンク作成 PL-R2" in takahashi and "『決済リンク依頼』I3 にURLを入力" in takahashi and "PL-R1" not in takahashi
+
+
+def test_an_open_operation_is_in_the_digest_of_the_customers_salesperson_now(tmp_path, mapping):
+    """Listed for 佐藤, then C002 (鈴木's customer) was reassigned before any reconcile wrote it:
+    the digest already tells 鈴木, and never 佐藤, about someone else's customer."""
+    path = workbook(tmp_path, operations=[op("OP1", "佐藤", customer=("C002", "鈴木 花子"))])
+    by = {a.get("recipient"): a.get("body") for a in digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping).appends}
+    assert set(by) == {"鈴木"} and "鈴木 花子 様" in by["鈴木"]
 
 
 def test_items_are_in_time_order_across_new_year(tmp_path, mapping):

@@ -525,6 +525,36 @@ def test_an_operation_not_done_an_hour_before_its_due_is_chased_once_to_salesper
     assert sorted(i for i in outbox.ids if i.startswith("chase:")) == chased  # once
 
 
+def test_open_operations_follow_a_reassignment_and_the_chase_goes_to_the_new_salesperson(tmp_path, mapping):
+    """A salesperson is told only about their own customers: when the customer and the booking pass
+    from 佐藤 to 鈴木, the open L-Step操作 rows go too (営業担当, and the chase of that same run);
+    rows already done or closed keep 佐藤."""
+    book = team(tmp_path)
+    step(book, T0, mapping, full=True)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    book.set("予約", "R001", "キャンセル区分", "日程変更希望")
+    step(book, T0 + H, mapping, full=True)
+    done = "リマインド削除:R001:個別相談設定中:3日前"
+    book.set("L-Step操作", done, "対応済", "TRUE")
+    before = book.by_key("L-Step操作")
+    assert {o["操作"] for o in before.values() if not o["対応済"]} == {"リマインド削除", "メッセージ送信", "タグ削除"}
+    assert {o["営業担当"] for o in before.values()} == {"佐藤"}
+    book.set("予約", "R001", "営業担当", "鈴木")
+    book.set("顧客", "C001", "営業担当", "鈴木")
+    chased = "リマインド削除:R001:個別相談設定中:前日"
+    outbox = Outbox()
+    step(book, START - 24 * H - H, mapping, outbox, full=True)  # 前日 is due in an hour
+    after = book.by_key("L-Step操作")
+    assert {k: o["営業担当"] for k, o in after.items() if not o["対応済"]} == dict.fromkeys(
+        [k for k, o in before.items() if not o["対応済"]], "鈴木")
+    assert {k: o["営業担当"] for k, o in after.items() if o["対応済"]} == dict.fromkeys(
+        [k for k, o in before.items() if o["対応済"]], "佐藤")
+    assert sorted(t for t in outbox.to if t[0].startswith("chase:")) == [(f"chase:{chased}:運営", "運営"),
+                                                                        (f"chase:{chased}:鈴木", "鈴木")]
+    assert not plan_at(book, START - 24 * H - H, mapping) and not reconcile(
+        check(book.read(), mapping), at(START - 24 * H - H), mapping)
+
+
 def test_a_done_operation_is_not_chased_and_urgent_ones_go_in_quiet_hours(tmp_path, mapping):
     book = team(tmp_path, bookings=[booking("R001", "C001", dt.datetime(2026, 11, 23, 23, 0))])
     step(book, T0, mapping)

@@ -33,9 +33,8 @@ from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.common import set_field, shown_times
-from tasks.rules.operations import customer_names
+from tasks.rules.operations import MESSAGE, cancel_titles, customer_names, message_targets
 from tasks.rules.reminders import known_bookings, reminder_state
-from tasks.rules.tags import MESSAGE, cancel_titles, message_targets
 
 COLUMNS = ["booking_id", "order", "code", "text", "recipient", "template"]
 

@@ -21,7 +21,7 @@ from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Plan
 from tasks.rules.alerts import caution_texts
-from tasks.rules.operations import open_rows
+from tasks.rules.operations import current_owners, open_rows
 
 DIGEST = "digest"
 ITEM_COLUMNS = ["person", "order", "sort", "text"]
@@ -53,7 +53,7 @@ def digest(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
 
 def open_items(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     """One row per open item: whose it is, its order, and its line of text."""
-    parts = [_alerts(frames, mapping), _operations(frames), *_requests(frames, mapping)]
+    parts = [_alerts(frames, mapping), _operations(frames, mapping), *_requests(frames, mapping)]
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ITEM_COLUMNS)
 
@@ -80,9 +80,11 @@ def _without(alerts: str, flag: object) -> str:
     return "" if alerts == flag else alerts.replace(f"; {flag}", "").replace(f"{flag}; ", "")
 
 
-def _operations(frames: Frames) -> pd.DataFrame:
+def _operations(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     table = frames["operations"]
-    o = table.data
+    o = table.data.assign(salesperson=table.data["salesperson"].astype(object))
+    owners = current_owners(frames, mapping)
+    o.loc[owners.index, "salesperson"] = owners  # as the reconcile will write it: a reassignment moves the work
     open_ = o[open_rows(table) & o["salesperson"].notna()]
     text = ("・L-Step操作 " + open_["action"].fillna("") + "『" + open_["content"].fillna("").astype(str) + "』（"
             + open_["customer_name"].fillna("").astype(str) + " 様）期限 " + _when(open_["due"]).replace("", "なし")

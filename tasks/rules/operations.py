@@ -6,15 +6,19 @@ the customer's LINE user id and name the same way.
 
 from __future__ import annotations
 
+import re
 from itertools import repeat
 
+import numpy as np
 import pandas as pd
 
 from tasks.frames import Frames, Table
+from tasks.mapping import Mapping
 from tasks.plan import Append, new_append
 from tasks.rules.common import none_if_na, nones, or_none
 
-ACTIONS = ("タグ追加", "タグ削除", "リマインド削除", "リッチメニュー切替", "メッセージ送信")
+DELETE, MESSAGE = "リマインド削除", "メッセージ送信"
+ACTIONS = ("タグ追加", "タグ削除", DELETE, "リッチメニュー切替", MESSAGE)
 WITHDRAWN = "不要になりました"  # 理由 of a row the pipeline closed, unasked for (tasks.rules.queue)
 _ROW_FIELDS = ("created_at", "customer_id", "line_user_id", "customer_name", "salesperson", "action", "content",
                "reason", "due", "done")  # what `row` fills, after the key
@@ -34,6 +38,51 @@ def withdrawn(ops: pd.DataFrame) -> pd.Series:
 def nth_id(base: str, n: int) -> str:
     """The id of the n-th operation for one thing listed once per event: the first keeps `base`."""
     return base if n <= 1 else f"{base}#{n}"
+
+
+def cancel_titles(mapping: Mapping) -> set[str]:
+    """The titles a cancel message's 操作ID ends with (one per template of `tags.cancel_messages`)."""
+    return {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
+
+
+def message_targets(op_ids: pd.Index, titles: set[str]) -> pd.DataFrame:
+    """`booking_id` and `title` of every `メッセージ送信:<予約ID>:<title>` id (the index); others left out."""
+    alternatives = "|".join(re.escape(t) for t in sorted(titles, key=lambda t: (-len(t), t)))
+    texts = op_ids.astype(str).tolist()
+    prefix = f"{MESSAGE}:"
+    # the pattern only over ids that start like a message (a third of a steady run's L-Step操作)
+    starts = [i for i, text in enumerate(texts) if isinstance(text, str) and text.startswith(prefix)]  # a missing id is NaN
+    mine = np.array(starts, dtype=np.intp)
+    ids = pd.Series([texts[i] for i in mine], index=op_ids[mine], dtype=object)
+    found = ids.str.extract(rf"^{re.escape(MESSAGE)}:(?P<booking_id>.+):(?P<title>{alternatives})(?:#\d+)?$")
+    return found.dropna()
+
+
+def current_owners(frames: Frames, mapping: Mapping) -> pd.Series:
+    """Open L-Step操作 row -> the salesperson whose work it is now, so a reassignment moves the
+    chase and the digest to the new one (a salesperson is told only about their own customers):
+    a cancel message's or a リマインド削除's booking's salesperson, else the customer's, as a
+    row is listed. A row whose booking left the sheet, or whose owner is blank, keeps its own."""
+    return frames.derived("current_owners", None, mapping, lambda: _current_owners(frames, mapping))
+
+
+def _current_owners(frames: Frames, mapping: Mapping) -> pd.Series:
+    table = frames["operations"]
+    ops = table.data.loc[open_rows(table).to_numpy(), ["action", "customer_id", "content"]]
+    booking = pd.Series(None, index=ops.index, dtype=object)
+    messages = message_targets(ops.index[ops["action"].eq(MESSAGE).to_numpy()], cancel_titles(mapping))
+    booking[messages.index] = messages["booking_id"]
+    deletions = ops["action"].eq(DELETE).to_numpy()
+    booking[deletions] = frames["reminders"].data["booking_id"].reindex(ops["content"][deletions]).to_numpy()
+    tied = booking.index.isin(messages.index) | deletions
+    bookings, customers = frames["bookings"], frames["customers"]
+    of_booking = bookings.data["salesperson"].where(bookings.usable("salesperson"))
+    of_customer = customers.data["salesperson"].where(customers.usable("salesperson"))
+    on_sheet = booking.isin(bookings.data.index).to_numpy()
+    theirs = pd.Series(of_customer.reindex(ops["customer_id"]).to_numpy(), index=ops.index, dtype=object)
+    booked = pd.Series(of_booking.reindex(booking.where(on_sheet)).to_numpy(), index=ops.index, dtype=object)
+    owner = theirs.where(~tied, booked.where(booked.notna(), theirs).where(on_sheet))
+    return owner[owner.map(type).eq(str).to_numpy()]
 
 
 def customer_name(frames: Frames, customer_id: str) -> str:

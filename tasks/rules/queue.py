@@ -29,20 +29,27 @@ from tasks.mapping import Mapping
 from tasks.plan import Edit, Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.operations import WITHDRAWN, open_rows
+from tasks.rules.operations import MESSAGE, WITHDRAWN, cancel_titles, current_owners, message_targets, open_rows
 from tasks.rules.reminders import BACK_GROUP, reminder_state, withdrawn_deletions
-from tasks.rules.tags import ADD, MENU, MENU_COLUMN, MESSAGE, REMOVE, cancel_templates, cancel_titles, message_targets, wanted
+from tasks.rules.tags import ADD, MENU, MENU_COLUMN, REMOVE, cancel_templates, wanted
 
 BASELINE_REASON = "導入時"  # 理由 of the operations a baseline run lists (tasks.reconcile.as_baseline)
 CLOSED = WITHDRAWN + "（{why}）"
 DONE_REASON = "対応済の確認"
+FOLLOW_REASON = "L-Step操作: 担当の変更に合わせる"
 
 
 def operations_queue(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
     table = frames["operations"]
     if table.data.empty:
         return Plan()
-    return _done_times(table, now) | _close_pointless(frames, now, mapping)
+    return _done_times(table, now) | _close_pointless(frames, now, mapping) | _follow_owner(frames, mapping)
+
+
+def _follow_owner(frames: Frames, mapping: Mapping) -> Plan:
+    """An open row's 営業担当 follows a reassignment of its booking or customer."""
+    return Plan(edits=tuple(set_field(frames["operations"], "salesperson", current_owners(frames, mapping),
+                                      FOLLOW_REASON)))
 
 
 def _done_times(table: Table, now: pd.Timestamp) -> Plan:

@@ -46,7 +46,7 @@ from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import PLANNED, booking_facts
 from tasks.rules.common import new_rows, set_field, shown_time
-from tasks.rules.operations import NewOperations, nth_id, open_rows, withdrawn
+from tasks.rules.operations import DELETE, NewOperations, current_owners, nth_id, open_rows, withdrawn
 
 SENT, CANCELLED, SKIPPED = "送信済", "取消", "スキップ"
 WHY_NEW = "新規予約"
@@ -57,7 +57,6 @@ WHY_MOVED = "日程変更"
 WHY_MOVED_PAST = "日程変更: 過去のため スキップ"
 WHY_BACK = "キャンセルが取り消されたため 予定"
 BACK_GROUP = "reminder-back:"  # + リマインドID: the step back and its deletion closed, both or neither
-DELETE_ACTION = "リマインド削除"
 FIELDS = ["booking_id", "customer_id", "salesperson", "series", "step", "send_at", "state", "reason", "updated_at"]
 WRITTEN = ["customer_id", "salesperson", "send_at", "state", "reason", "updated_at"]
 
@@ -68,7 +67,7 @@ def reminder_id(booking_ids: pd.Index, series: str, step: str) -> pd.Index:
 
 def delete_operation_id(rid: str, n: int = 1) -> str:
     """The n-th cancel's deletion of a step."""
-    return nth_id(f"{DELETE_ACTION}:{rid}", n)
+    return nth_id(f"{DELETE}:{rid}", n)
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,7 @@ def _planned(
 def open_deletions(frames: Frames) -> pd.Series:
     """The リマインド削除 rows not done yet: 操作ID (the index) -> the リマインドID they delete (内容)."""
     ops = frames["operations"]
-    rows = ops.data[(open_rows(ops) & ops.data["action"].eq(DELETE_ACTION) & ops.data["content"].notna()).to_numpy()]
+    rows = ops.data[(open_rows(ops) & ops.data["action"].eq(DELETE) & ops.data["content"].notna()).to_numpy()]
     return rows["content"].astype(str)
 
 
@@ -268,13 +267,13 @@ def deletion_operations(frames: Frames, now: pd.Timestamp, state: ReminderState)
     r = state.rows
     due = r[((r["state"] == CANCELLED) & (r["reason"] == WHY_CANCEL) & (r["send_at"] >= now)).to_numpy()]
     ops = frames["operations"].data
-    listed = ops[(ops["action"].eq(DELETE_ACTION) & ops["content"].notna()).to_numpy()]
+    listed = ops[(ops["action"].eq(DELETE) & ops["content"].notna()).to_numpy()]
     per_step = (~withdrawn(listed)).groupby(listed["content"].astype(str).to_numpy()).agg(["size", "any"])
     due = due[~due.index.isin(per_step.index[per_step["any"]])]  # one stands (open, or done): listed
     rids = due.index.astype(str).tolist()
     before = per_step["size"].reindex(rids, fill_value=0).tolist()
     return NewOperations(frames, now).rows(
-        DELETE_ACTION, [delete_operation_id(rid, n + 1) for rid, n in zip(rids, before, strict=True)],
+        DELETE, [delete_operation_id(rid, n + 1) for rid, n in zip(rids, before, strict=True)],
         due["customer_id"].tolist(), rids,
         [f"予約 {bid} のキャンセル" for bid in due["booking_id"].tolist()], dues=due["send_at"].tolist(),
         salespeople=due["salesperson"].tolist(),
@@ -291,6 +290,8 @@ def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[App
     table = frames["operations"]
     cols = ["customer_name", "salesperson", "action", "content", "due", "done"]
     ops = table.data[cols].drop(index=withdrawn)
+    owners = current_owners(frames, mapping).reindex(ops.index)
+    ops["salesperson"] = owners.where(owners.notna(), ops["salesperson"])
     if new_ops:
         fresh = pd.DataFrame([{c: a.get(c) for c in cols} for a in new_ops], index=[a.key for a in new_ops])
         ops = pd.concat([ops.astype(object), fresh.astype(object)])

@@ -43,9 +43,9 @@ from tasks.normalize import factorize_cells, normalize_value, to_text
 from tasks.plan import Plan
 from tasks.rules.bookings import booking_facts
 from tasks.rules.common import none_if_na, set_field
-from tasks.rules.operations import NewOperations, nth_id, open_rows, withdrawn
+from tasks.rules.operations import MESSAGE, NewOperations, cancel_titles, message_targets, nth_id, open_rows, withdrawn
 
-ADD, REMOVE, MENU, MESSAGE = "タグ追加", "タグ削除", "リッチメニュー切替", "メッセージ送信"
+ADD, REMOVE, MENU = "タグ追加", "タグ削除", "リッチメニュー切替"
 TAG_REASON = "管理タグ（予約から）"
 MENU_REASON = "リッチメニュー（予約から）"
 MENU_COLUMN = "menu"
@@ -205,24 +205,6 @@ def _template_key(mapping: Mapping, kind: str) -> str:
     if key not in mapping.templates:
         raise MappingError(f"mapping key tags.cancel_messages.{kind}: no template {key!r} in templates")
     return key
-
-
-def cancel_titles(mapping: Mapping) -> set[str]:
-    """The titles a cancel message's 操作ID ends with (one per template of `tags.cancel_messages`)."""
-    return {mapping.templates[k].title for k in mapping.tags.cancel_messages.values()}
-
-
-def message_targets(op_ids: pd.Index, titles: set[str]) -> pd.DataFrame:
-    """`booking_id` and `title` of every `メッセージ送信:<予約ID>:<title>` id (the index); others left out."""
-    alternatives = "|".join(re.escape(t) for t in sorted(titles, key=lambda t: (-len(t), t)))
-    texts = op_ids.astype(str).tolist()
-    prefix = f"{MESSAGE}:"
-    # the pattern only over ids that start like a message (a third of a steady run's L-Step操作)
-    starts = [i for i, text in enumerate(texts) if isinstance(text, str) and text.startswith(prefix)]  # a missing id is NaN
-    mine = np.array(starts, dtype=np.intp)
-    ids = pd.Series([texts[i] for i in mine], index=op_ids[mine], dtype=object)
-    found = ids.str.extract(rf"^{re.escape(MESSAGE)}:(?P<booking_id>.+):(?P<title>{alternatives})(?:#\d+)?$")
-    return found.dropna()
 
 
 # --------------------------------------------------------------------------- the rule
