@@ -2,14 +2,16 @@
 
 Fork, because the child must see the checked frames (a gigabyte at 100k customers) without a copy;
 multiprocessing's fork context does the forking, the pipe and the reaping. The child's value comes
-back pickled. Where fork is missing (Windows) or fails, or the child dies, `result()` is None and
-the caller does the work itself: the value never depends on the child, only the time does.
+back pickled. Where fork is missing (Windows) or fails, or the child dies or takes far longer than
+this process's own share, `result()` is None and the caller does the work itself: the value never
+depends on the child, only the time does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,8 @@ from multiprocessing.connection import Connection
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+_STARTING = threading.Lock()  # catch_warnings saves and restores the process's filters: one thread at a time
 
 
 class Child(Generic[T]):
@@ -26,11 +30,13 @@ class Child(Generic[T]):
         self._reader = reader
         self.pid = pid
 
-    def result(self) -> T | None:
+    def result(self, wait: float) -> T | None:
+        """The value, or None when the child sent nothing (it failed or died) or had not begun to
+        send it after `wait` seconds (a child stuck or starved: the caller is faster doing it)."""
         if self._reader is None:
             return None
         try:
-            return self._reader.recv()
+            return self._reader.recv() if self._reader.poll(wait) else None
         except (EOFError, OSError):  # the child died or failed: nothing was sent
             return None
 
@@ -38,15 +44,15 @@ class Child(Generic[T]):
 @contextmanager
 def on_other_core(work: Callable[[], T]) -> Iterator[Child[T]]:
     """`work` running in a forked child for the length of the block; the child is reaped on the
-    way out, killed first if its value was never taken (the block raised)."""
+    way out, killed first if it is still there (its value not taken, or the block raised)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         yield Child(None, None)
         return
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=_run, args=(work, writer), name="salesops-other-core")
+    process = context.Process(target=_run, args=(work, reader, writer), name="salesops-other-core")
     try:
-        with warnings.catch_warnings():
+        with _STARTING, warnings.catch_warnings():
             # Python 3.12+ warns of fork in a threaded process (Prefect's): a lock another thread
             # held stays held in the child. The child takes none: pure pandas, one pickle, exit.
             warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
@@ -66,8 +72,10 @@ def on_other_core(work: Callable[[], T]) -> Iterator[Child[T]]:
         process.join()
 
 
-def _run(work: Callable[[], T], writer: Connection) -> None:
+def _run(work: Callable[[], T], reader: Connection, writer: Connection) -> None:
     """The child: send the value; on any failure send nothing (the parent redoes the work and
-    meets the same error there, with its own traceback)."""
+    meets the same error there, with its own traceback). Its copy of the pipe's read end is closed
+    first: were this process's parent killed, the send fails instead of waiting for a reader forever."""
+    reader.close()
     with contextlib.suppress(BaseException):
         writer.send(work())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -72,8 +73,11 @@ def plans_of(rules: tuple[Rule, ...], frames: Frames, now: pd.Timestamp, mapping
     (here again if the child failed: pure rules give the same plan, or raise the same error)."""
     there = [rule for rule in rules if rule in beside]
     with on_other_core(lambda: [rule(frames, now, mapping) for rule in there]) if there else nullcontext() as child:
+        started = time.perf_counter()
         plans = {rule: rule(frames, now, mapping) for rule in rules if rule not in there}
-        sent = child.result() if child else None
+        # the child's share is about this one's: waiting four times as long for it to begin sending
+        # means it is stuck or starved, and doing its part here is faster
+        sent = child.result(max(60.0, 4 * (time.perf_counter() - started))) if child else None
     plans.update(zip(there, sent if sent is not None else [rule(frames, now, mapping) for rule in there],
                      strict=True))
     return [plans[rule] for rule in rules]

@@ -7,9 +7,13 @@ import logging
 import os
 import pickle
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,10 +27,12 @@ from tasks.pure_step import run_scope
 from tasks.reconcile import BESIDE, RULES, plans_of, reconcile
 from tests.conftest import NOW
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_the_work_runs_in_another_process_and_its_value_comes_back():
     with on_other_core(lambda: (os.getpid(), pd.Series([1, 2]).sum())) as child:
-        pid, total = child.result()
+        pid, total = child.result(60)
     assert pid == child.pid != os.getpid()
     assert total == 3
 
@@ -36,13 +42,68 @@ def test_a_child_that_fails_quietly_gives_nothing_so_the_caller_does_the_work(ca
         raise ValueError("a rule's bug")
 
     with on_other_core(broken) as child:
-        assert child.result() is None
+        assert child.result(60) is None
     assert capfd.readouterr().err == ""  # the caller's rerun reports it, with its own traceback
 
 
 def test_a_child_killed_gives_nothing():
     with on_other_core(lambda: os.kill(os.getpid(), signal.SIGKILL)) as child:
-        assert child.result() is None
+        assert child.result(60) is None
+
+
+def test_a_child_that_does_not_answer_in_time_gives_nothing_and_is_killed():
+    with on_other_core(lambda: time.sleep(3600)) as child:
+        assert child.result(0.2) is None
+        pid = child.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_child_whose_parent_is_killed_does_not_wait_forever_to_send(tmp_path):
+    """SIGKILL (the OOM killer, a worker's grace period) skips the parent's clean-up: the child, its
+    plan bigger than the pipe holds, must end on its own instead of keeping its copy of the frames."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from tasks.other_core import on_other_core
+        with on_other_core(lambda: time.sleep(0.5) or "x" * 1_000_000) as child:
+            print(child.pid, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """), encoding="utf-8")
+    parent = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert parent.returncode == -signal.SIGKILL
+    pid = int(parent.stdout.split()[0])
+    for _ in range(300):  # the child sends after 0.5 s and should fail at once (no reader)
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not exited (a zombie waits for whoever adopted it to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_threads_starting_children_at_once_leave_the_warning_filters_as_found():
+    before = list(warnings.filters)
+
+    def many():
+        for _ in range(30):
+            with on_other_core(lambda: 1) as child:
+                assert child.result(60) == 1
+
+    threads = [threading.Thread(target=many) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert warnings.filters == before
 
 
 def test_a_child_whose_value_is_not_wanted_is_killed_and_reaped():
@@ -73,7 +134,7 @@ def test_a_threaded_process_forks_safely_while_other_threads_hold_locks_and_log(
             warnings.simplefilter("always")
             for _ in range(5):
                 with on_other_core(lambda: pd.DataFrame({"a": range(1000)}).groupby(pd.Series(range(1000)) % 7).sum()) as child:
-                    assert child.result()["a"].sum() == sum(range(1000))
+                    assert child.result(60)["a"].sum() == sum(range(1000))
     finally:
         stop.set()
         thread.join()
