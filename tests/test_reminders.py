@@ -555,6 +555,24 @@ def test_open_operations_follow_a_reassignment_and_the_chase_goes_to_the_new_sal
         check(book.read(), mapping), at(START - 24 * H - H), mapping)
 
 
+def test_deletions_follow_a_reassignment_even_when_their_reminder_rows_are_gone(tmp_path, mapping):
+    """The リマインドID names the booking: a person who cleared リマインド does not leave the
+    deletions, and their chase, with the salesperson who no longer has the customer."""
+    book = team(tmp_path)
+    step(book, T0, mapping, full=True)
+    book.set("予約", "R001", "ステータス", "キャンセル")
+    step(book, T0 + H, mapping, full=True)
+    for rid in list(book.by_key("リマインド")):
+        book.delete("リマインド", rid)
+    book.set("予約", "R001", "営業担当", "鈴木")
+    book.set("顧客", "C001", "営業担当", "鈴木")
+    outbox = Outbox()
+    step(book, START - 24 * H - H, mapping, outbox, full=True)
+    owners = {k: o["営業担当"] for k, o in book.by_key("L-Step操作").items() if not o["対応済"]}
+    assert [k for k in owners if k.startswith("リマインド削除")] and set(owners.values()) == {"鈴木"}
+    assert {to for i, to in outbox.to if i.startswith("chase:")} == {"鈴木", "運営"}
+
+
 def test_a_done_operation_is_not_chased_and_urgent_ones_go_in_quiet_hours(tmp_path, mapping):
     book = team(tmp_path, bookings=[booking("R001", "C001", dt.datetime(2026, 11, 23, 23, 0))])
     step(book, T0, mapping)

@@ -73,7 +73,10 @@ def _current_owners(frames: Frames, mapping: Mapping) -> pd.Series:
     messages = message_targets(ops.index[ops["action"].eq(MESSAGE).to_numpy()], cancel_titles(mapping))
     booking[messages.index] = messages["booking_id"]
     deletions = ops["action"].eq(DELETE).to_numpy()
-    booking[deletions] = frames["reminders"].data["booking_id"].reindex(ops["content"][deletions]).to_numpy()
+    rids = ops["content"][deletions].astype(str)
+    of_step = frames["reminders"].data["booking_id"].reindex(rids)
+    # a step's row gone from リマインド: its id still names the booking (<予約ID>:<系列>:<段階>)
+    booking[deletions] = of_step.where(of_step.notna(), rids.str.rsplit(":", n=2).str[0].to_numpy()).to_numpy()
     tied = booking.index.isin(messages.index) | deletions
     bookings, customers = frames["bookings"], frames["customers"]
     of_booking = bookings.data["salesperson"].where(bookings.usable("salesperson"))
