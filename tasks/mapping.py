@@ -254,6 +254,14 @@ class Alerts(Strict):
     thanks_outcomes: tuple[str, ...] = ("成約", "保留")  # alert 8: the outcomes that need a thanks LINE
     rebooking_cancel_kind: str = "日程変更希望"  # alert 9: the キャンセル区分 that expects a rebooking
 
+    @field_validator("caution")
+    @classmethod
+    def _fixed_start(cls, value: str) -> str:
+        """The digest finds alert 5 by its first words to leave it out, whatever memo it quotes."""
+        if not value.split("{", 1)[0].strip():
+            raise ValueError(f"{value!r} must start with fixed words before {{memo}} (for example ❗要注意: {{memo}})")
+        return value
+
 
 _CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 

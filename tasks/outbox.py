@@ -21,9 +21,12 @@ PENDING, SENT, FAILED = "未送信", "送信済", "失敗"
 
 _EMAIL = re.compile(r"([^\s@＠、。,;:()（）<>]{1,64})[@＠]([^\s@＠、。,;:()（）<>]+[.．][A-Za-zＡ-Ｚａ-ｚ]{2,})")
 # A phone number starts with 0 (domestic) or + (international): a date (2026-11-20 10:00) or an id does not.
-# Its digits may be split by any hyphen staff type (the ones check reads as '-': −, –, ー …), and it may
-# follow "tel" directly; after any other letter it is part of an id.
-_PHONE = re.compile(rf"(?:(?<=[Tt][Ee][Ll])|(?<![\dA-Za-z]))((?:[+＋]\d|[0０])[\d\- {HYPHENS}()（）.．]{{7,}}\d)(?![\dA-Za-z])")
+# Its digits may be split by any hyphen staff type (the ones check reads as '-': −, –, ー …) or a space, and
+# by a slash or a middle dot between two digits (one before a 0 starts the next number: 090-…/080-…); it
+# may follow "tel", "phone" or "mobile" directly; after any other letter it is part of an id.
+_PART = rf"(?:[\d\- \u3000{HYPHENS}()（）.．]|(?<=\d)[/／・･](?=\d)(?![0０]))"
+_PHONE = re.compile(rf"(?:(?<=[Tt][Ee][Ll])|(?<=[Pp][Hh][Oo][Nn][Ee])|(?<=[Mm][Oo][Bb][Ii][Ll][Ee])|(?<![\dA-Za-z]))"
+                    rf"((?:[+＋]\d|[0０]){_PART}{{7,}}\d)(?![\dA-Za-z])")
 
 
 def mask(text: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import openpyxl
 import pandas as pd
+import pytest
 import yaml
 from prefect import Flow
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from flows.pipeline import run
 from tasks.check import check
 from tasks.rules.digest import digest, digest_plan, open_items
 from tasks.workbooks.local import LocalWorkbook
-from tests.conftest import STAFF_HEADERS, booking, customer, tab_records, team_tabs, write_book
+from tests.conftest import STAFF_HEADERS, booking, customer, set_cell, tab_records, team_tabs, write_book
 
 EVENING = pd.Timestamp("2026-11-20T18:00", tz="Asia/Tokyo")
 OPS = ["操作ID", "作成日時", "お客様番号", "LINEユーザーID", "顧客名", "営業担当", "操作", "内容", "理由", "期限",
@@ -83,6 +84,18 @@ def test_an_open_operation_is_in_the_digest_of_the_customers_salesperson_now(tmp
     path = workbook(tmp_path, operations=[op("OP1", "佐藤", customer=("C002", "鈴木 花子"))])
     by = {a.get("recipient"): a.get("body") for a in digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping).appends}
     assert set(by) == {"鈴木"} and "鈴木 花子 様" in by["鈴木"]
+
+
+@pytest.mark.parametrize("memo_now", ["", "今は別の内容", "大声; 結果未入力"])
+def test_a_caution_flag_written_before_its_memo_changed_is_still_never_told(tmp_path, mapping, memo_now):
+    """The reconcile wrote alert 5 quoting the memo of the time; the memo was cleared or edited before
+    the digest (a memo may hold "; " and an alert's words): the old text stays out all the same."""
+    cell = "予約が重複: R009; ❗要注意: 大声; 自宅090 1234 5678; 結果未入力 と言う; 結果未入力; お礼LINE未送付"
+    path = workbook(tmp_path, alerts={"R001": cell})
+    set_cell(path, "顧客", "C001", "要注意メモ", memo_now or None)
+    sato = digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping).appends[0].get("body")
+    assert "予約が重複: R009; 結果未入力; お礼LINE未送付 —『予約』" in sato
+    assert "要注意" not in sato and "大声" not in sato and "自宅" not in sato and "と言う" not in sato
 
 
 def test_items_are_in_time_order_across_new_year(tmp_path, mapping):

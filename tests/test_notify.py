@@ -394,6 +394,9 @@ def test_masked_in_what_arrives(tmp_path, mapping, receiver, env):
     ("折返し090\u22121234\u22125678", "折返し090\u2212****\u22125678"),  # the minus sign, the en and em dashes
     ("090\u20131234\u20135678 / 090\u20141234\u20145678", "090\u2013****\u20135678 / 090\u2014****\u20145678"),
     ("tel09012345678, TEL:03-1234-5678", "tel090****5678, TEL:03-1***-5678"),
+    ("SMS 090/1234/5678", "SMS 090/****/5678"),  # check reads these as phones: so must the mask
+    ("090・1234・5678, ０９０　１２３４　５６７８", "090・****・5678, ０９０　****　５６７８"),
+    ("mobile09012345678 phone:03-1234-5678", "mobile090****5678 phone:03-1***-5678"),
     ("開始 2026-11-20 10:00（予約 R20261120001, ID 1234567890）", "開始 2026-11-20 10:00（予約 R20261120001, ID 1234567890）"),
 ])
 def test_masking_hides_phones_and_emails_not_dates_or_ids(text, masked):

@@ -343,6 +343,44 @@ def test_plan_follows_the_booking_while_pending(tmp_path, mapping, outbox):
     assert requests(path)["PL-R001"]["プラン"] == "プレミアム"
 
 
+def test_a_made_link_follows_its_booking_to_the_new_salesperson_but_keeps_its_plan(tmp_path, mapping, outbox):
+    """The link is made; then the customer passes from 佐藤 to 鈴木 and the plan is edited. 鈴木 must
+    send it (the row and the digest say so), 佐藤 hears no more of a customer no longer theirs, and the
+    row keeps the plan the link was made for."""
+    from tasks.rules.digest import digest
+
+    path = book(tmp_path, [won()])
+    go(path, mapping, outbox)
+    set_cell(path, "決済リンク依頼", "PL-R001", "決済リンク", LINK)
+    go(path, mapping, outbox)
+    set_cell(path, "予約", "R001", "営業担当", "鈴木")
+    set_cell(path, "予約", "R001", "プラン", "プレミアム")
+    evening = pd.Timestamp("2026-11-20T18:00", tz="Asia/Tokyo")
+    told = {a.get("recipient"): a.get("body") for a in digest(check(LocalWorkbook(path).read(), mapping), evening,
+                                                               mapping).appends}
+    assert "決済リンク送付 PL-R001" in told["鈴木"] and "佐藤" not in told  # before any reconcile saw it
+    go(path, mapping, outbox)
+    r = requests(path)["PL-R001"]
+    assert (r["状態"], r["営業担当"], r["プラン"]) == ("作成済", "鈴木", "スタンダード")
+    assert not payment_links(check(LocalWorkbook(path).read(), mapping), NOW, mapping)
+
+
+def test_a_request_follows_its_booking_moved_to_another_customer(tmp_path, mapping, outbox):
+    """R001 was booked under the wrong customer: the maker makes the link for the right one."""
+    path = book(tmp_path, [won()])
+    go(path, mapping, outbox)
+    set_cell(path, "予約", "R001", "お客様番号", "C002")
+    go(path, mapping, outbox)
+    r = requests(path)["PL-R001"]
+    assert (r["お客様番号"], r["顧客名"], r["営業担当"], r["状態"]) == ("C002", "鈴木 花子", "佐藤", "依頼中")
+    set_cell(path, "決済リンク依頼", "PL-R001", "決済リンク", LINK)
+    outbox.clear()
+    go(path, mapping, outbox)
+    [made] = outbox.to("佐藤")
+    assert "鈴木 花子 様" in made
+    assert not payment_links(check(LocalWorkbook(path).read(), mapping), NOW, mapping)
+
+
 def test_rule_is_idempotent_and_deterministic(tmp_path, mapping, outbox):
     path = book(tmp_path, [won(), won("R002", "C002", 営業担当="鈴木")])
     frames = check(LocalWorkbook(path).read(), mapping)

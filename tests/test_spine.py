@@ -333,6 +333,18 @@ def test_quiet_hours_must_be_clock_times(tmp_path, value):
     assert load_mapping(tmp_path).quiet_hours.start == "09:30"  # compared as text: zero-padded
 
 
+@pytest.mark.parametrize("value", ['"{memo}"', '" {memo}: 要注意"'])
+def test_the_caution_alert_must_start_with_fixed_words(tmp_path, value):
+    """The digest leaves alert 5 out by its first words, whatever memo it quotes."""
+    src = load_mapping.__globals__["DEFAULT_DIR"]
+    for f in src.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    text = (tmp_path / "rules.yaml").read_text(encoding="utf-8").replace('caution: "❗要注意: {memo}"', f"caution: {value}")
+    (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError, match=r"alerts\.caution.*fixed words"):
+        load_mapping(tmp_path)
+
+
 def test_rows_read(team, mapping):
     summary = run(LocalWorkbook(team), mapping, NOW, record, dry_run=True)
     assert summary.rows_read["予約"] == 5 and summary.rows_read["顧客"] == 2

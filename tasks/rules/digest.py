@@ -20,8 +20,8 @@ from tasks.frames import ROW, Frames, Table
 from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Plan
-from tasks.rules.alerts import caution_texts
 from tasks.rules.operations import current_owners, open_rows
+from tasks.rules.payment_links import request_owners
 
 DIGEST = "digest"
 ITEM_COLUMNS = ["person", "order", "sort", "text"]
@@ -63,9 +63,11 @@ def _alerts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     the contract)."""
     table = frames["bookings"]
     b = table.data
-    caution = b["customer_id"].map(caution_texts(frames, mapping))
-    alerts = pd.Series([_without(str(cell), flag) if isinstance(cell, str) else "" for cell, flag in
-                        zip(b["alerts"].tolist(), caution.tolist(), strict=True)], index=b.index, dtype=object)
+    words = mapping.alerts
+    start = words.caution.split("{", 1)[0]
+    after = (words.second_meeting_other_salesperson, words.no_outcome, words.no_thanks_line, words.no_rebooking)
+    alerts = pd.Series([_without_caution(cell, start, after) if isinstance(cell, str) else "" for cell in
+                        b["alerts"].tolist()], index=b.index, dtype=object)
     open_ = b[alerts.str.strip().ne("").to_numpy() & b["salesperson"].notna().to_numpy()]
     names = _names(frames, open_["customer_id"])
     text = ("・予約 " + open_.index.to_series() + "（" + names + " 様, " + _when(open_["start"]) + "）: "
@@ -73,11 +75,20 @@ def _alerts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     return _items(open_["salesperson"], 0, open_["start"], text)
 
 
-def _without(alerts: str, flag: object) -> str:
-    """The "; "-joined alerts without `flag` (by its whole text: a memo may hold "; " itself)."""
-    if not isinstance(flag, str) or flag not in alerts:
+def _without_caution(alerts: str, start: str, after: tuple[str, ...]) -> str:
+    """The "; "-joined alerts without alert 5, whatever memo it quotes: the one in 顧客 now, or one
+    edited or cleared since the reconcile wrote the cell, with "; " in it or not. The cell holds the
+    alerts in the contract's order, so alert 5 runs from its fixed `start` to where the fixed texts
+    of alerts 6–9 (`after`) begin, or to the end."""
+    at = 0 if alerts.startswith(start) else alerts.find("; " + start) + 2
+    if at == 1:  # not found
         return alerts
-    return "" if alerts == flag else alerts.replace(f"; {flag}", "").replace(f"{flag}; ", "")
+    rest, tail = alerts, []
+    for text in reversed(after):
+        if rest.endswith("; " + text) and len(rest) - len(text) - 2 > at + len(start):
+            tail.insert(0, text)
+            rest = rest[: -len(text) - 2]
+    return "; ".join(part for part in (alerts[: max(at - 2, 0)], *tail) if part)
 
 
 def _operations(frames: Frames, mapping: Mapping) -> pd.DataFrame:
@@ -95,7 +106,9 @@ def _operations(frames: Frames, mapping: Mapping) -> pd.DataFrame:
 def _requests(frames: Frames, mapping: Mapping) -> list[pd.DataFrame]:
     st = mapping.payment_links.states
     table = frames["payment_links"]
-    r = table.data
+    r = table.data.assign(salesperson=table.data["salesperson"].astype(object))
+    owners = request_owners(frames)
+    r.loc[owners.index, "salesperson"] = owners  # as the reconcile will write it: the work moves with the booking
     rid = r.index.to_series()
     name = r["customer_name"].fillna("").astype(str)
     made = r[r["state"].eq(st.created) & r["salesperson"].notna()]

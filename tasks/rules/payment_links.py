@@ -12,7 +12,8 @@ The rule (CONTRACT.md, 決済リンク依頼), per request `PL-<予約ID>`:
   成約 again later → the same row goes back to 依頼中 and the maker is told again.
 - 依頼中 for over `overdue_hours` → 運営 is told, once a day (within `lookback_days` of 依頼日時).
 - 不要 (typed by staff) ends the request: nothing more happens to it.
-- While 依頼中, プラン and 営業担当 follow the booking.
+- While 依頼中 or 作成済, お客様番号, 顧客名 and 営業担当 follow the booking: the link is made for, and
+  sent by, whoever has the customer now. プラン only while 依頼中: a link made is for its plan.
 
 Memory that survives a deleted row: the 通知 outbox, which every run reads. A request's episodes
 are its notices `payment_link_requested:PL-<予約ID>[#n]` and `payment_link_cancelled:PL-<予約ID>[#n]`
@@ -116,7 +117,9 @@ def payment_links(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> Plan:
 
     still_requested = (exists & state.eq(st.requested) & ~to_sent & ~to_cancel & ~to_created & ~reopen & ~ask_again)
     appends += _overdue(frames, mapping, now, s[still_requested], table)
-    edits += _follow_booking(table, s[still_requested & s["want"]])
+    still_open = exists & state.isin([st.requested, st.created]) & ~to_sent & ~to_cancel
+    edits += _follow_booking(table, s[still_open], ("customer_id", "customer_name", "salesperson"))
+    edits += _follow_booking(table, s[still_requested & s["want"]], ("plan",))
     return Plan(edits=tuple(edits), appends=tuple(a for a in appends if a is not None), problems=tuple(problems))
 
 
@@ -148,9 +151,7 @@ def _requests(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFra
     s["recent"] = start_ok & end.ge(now - pd.Timedelta(days=mapping.lookback_days)).fillna(False).to_numpy()
     customers = frames["customers"].data
     s["customer_id"] = bk["customer_id"].where(on_sheet.to_numpy(), r["customer_id"].reindex(ids))
-    s["salesperson"] = bk["salesperson"].where(bk["salesperson"].notna(),
-                                               customers["salesperson"].reindex(bk["customer_id"]).to_numpy())
-    s["salesperson"] = s["salesperson"].where(on_sheet, r["salesperson"].reindex(ids))
+    s["salesperson"] = _salespeople(bk, customers).where(on_sheet, r["salesperson"].reindex(ids))
     s["plan"] = bk["plan"].where(on_sheet, r["plan"].reindex(ids))
     names = (customers["family_name"].fillna("") + " " + customers["given_name"].fillna("")).str.strip()
     s["customer_name"] = s["customer_id"].map(names).fillna("")
@@ -172,6 +173,22 @@ def _requests(frames: Frames, now: pd.Timestamp, mapping: Mapping) -> pd.DataFra
     s["asked"] = memory["asked"].reindex(ids, fill_value=0)
     s["closed"] = memory["closed"].reindex(ids, fill_value=0)
     return s
+
+
+def _salespeople(bookings: pd.DataFrame, customers: pd.DataFrame) -> pd.Series:
+    """Each booking's salesperson, else its customer's (as a request is addressed)."""
+    return bookings["salesperson"].where(bookings["salesperson"].notna(),
+                                         customers["salesperson"].reindex(bookings["customer_id"]).to_numpy())
+
+
+def request_owners(frames: Frames) -> pd.Series:
+    """Request id -> the salesperson who has its booking now, for requests whose booking is on the
+    sheet: the digest tells them, not whoever the row names, before a reconcile rewrites it."""
+    r, b = frames["payment_links"].data, frames["bookings"].data
+    bid = r["booking_id"][r["booking_id"].isin(b.index).to_numpy()]
+    bk = b.reindex(bid.to_numpy())
+    owners = pd.Series(_salespeople(bk, frames["customers"].data).to_numpy(), index=bid.index, dtype=object)
+    return owners[owners.map(type).eq(str).to_numpy()]
 
 
 def _memory(outbox_ids: pd.Index) -> pd.DataFrame:
@@ -237,9 +254,9 @@ def _edits(table: Table, rid: str, values: dict, reason: str, group: str | None)
     return out
 
 
-def _follow_booking(table: Table, s: pd.DataFrame) -> list[Edit]:
+def _follow_booking(table: Table, s: pd.DataFrame, fields: tuple[str, ...]) -> list[Edit]:
     edits = []
-    for field in ("plan", "salesperson"):
+    for field in fields:
         desired = s[field].dropna()
         edits += set_field(table, field, desired.astype(object), "決済リンク依頼: 予約に合わせる")
     return edits
