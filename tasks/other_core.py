@@ -20,7 +20,12 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-_STARTING = threading.Lock()  # catch_warnings saves and restores the process's filters: one thread at a time
+# One child starts at a time: catch_warnings saves and restores the process's filters, and a fork
+# copies every open descriptor. `_READERS` holds this process's ends of the pipes of the children
+# still running; a new child closes them (the pipe's write end the parent has already closed when
+# the next fork comes), so no child holds a pipe open for another and each one's end is seen.
+_STARTING = threading.Lock()
+_READERS: set[Connection] = set()
 
 
 class Child(Generic[T]):
@@ -49,33 +54,44 @@ def on_other_core(work: Callable[[], T]) -> Iterator[Child[T]]:
         yield Child(None, None)
         return
     context = multiprocessing.get_context("fork")
-    reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=_run, args=(work, reader, writer), name="salesops-other-core")
-    try:
-        with _STARTING, warnings.catch_warnings():
-            # Python 3.12+ warns of fork in a threaded process (Prefect's): a lock another thread
-            # held stays held in the child. The child takes none: pure pandas, one pickle, exit.
-            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-            process.start()
-    except (OSError, AssertionError):  # no memory or processes left; a daemonic process may not fork
-        reader.close()
-        writer.close()
+    with _STARTING:
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(target=_run, args=(work, writer), name="salesops-other-core")
+        _READERS.add(reader)
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of fork in a threaded process (Prefect's): a lock another thread
+                # held stays held in the child. The child takes none: pure pandas, one pickle, exit.
+                warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+                process.start()
+        except (OSError, AssertionError):  # no memory or processes left; a daemonic process may not fork
+            process = None
+        finally:
+            writer.close()
+    if process is None:
+        _closed(reader)
         yield Child(None, None)
         return
-    writer.close()
     try:
         yield Child(reader, process.pid)
     finally:
-        reader.close()
+        _closed(reader)
         if process.is_alive():
             process.kill()
         process.join()
 
 
-def _run(work: Callable[[], T], reader: Connection, writer: Connection) -> None:
+def _closed(reader: Connection) -> None:
+    with _STARTING:
+        _READERS.discard(reader)
+        reader.close()
+
+
+def _run(work: Callable[[], T], writer: Connection) -> None:
     """The child: send the value; on any failure send nothing (the parent redoes the work and
-    meets the same error there, with its own traceback). Its copy of the pipe's read end is closed
-    first: were this process's parent killed, the send fails instead of waiting for a reader forever."""
-    reader.close()
+    meets the same error there, with its own traceback). Its copies of the parent's read ends are
+    closed first: were the parent killed, the send fails instead of waiting for a reader forever."""
+    for reader in _READERS:
+        reader.close()
     with contextlib.suppress(BaseException):
         writer.send(work())

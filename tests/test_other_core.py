@@ -3,6 +3,7 @@ makes, whatever happens to the child."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -61,24 +62,34 @@ def test_a_child_that_does_not_answer_in_time_gives_nothing_and_is_killed():
 
 def test_a_child_whose_parent_is_killed_does_not_wait_forever_to_send(tmp_path):
     """SIGKILL (the OOM killer, a worker's grace period) skips the parent's clean-up: the child, its
-    plan bigger than the pipe holds, must end on its own instead of keeping its copy of the frames."""
+    plan bigger than the pipe holds, must end on its own instead of keeping its copy of the frames;
+    also when a second child, started meanwhile (another thread's run), still lives."""
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from tasks.other_core import on_other_core
-        with on_other_core(lambda: time.sleep(0.5) or "x" * 1_000_000) as child:
-            print(child.pid, flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+        with on_other_core(lambda: time.sleep(0.5) or "x" * 1_000_000) as first:
+            with on_other_core(lambda: time.sleep(3600)) as second:
+                print(first.pid, second.pid, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
     """), encoding="utf-8")
-    parent = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    out = tmp_path / "pids.txt"
+    with out.open("w") as stdout:  # a file, not a pipe: the children keep the parent's stdout open
+        parent = subprocess.run([sys.executable, str(script)], stdout=stdout, stderr=subprocess.DEVNULL, timeout=60,
+                                check=False)
     assert parent.returncode == -signal.SIGKILL
-    pid = int(parent.stdout.split()[0])
-    for _ in range(300):  # the child sends after 0.5 s and should fail at once (no reader)
-        if not _alive(pid):
-            break
-        time.sleep(0.1)
-    assert not _alive(pid)
+    first, second = map(int, out.read_text().split())
+    try:
+        for _ in range(300):  # the first sends after 0.5 s and should fail at once (no reader)
+            if not _alive(first):
+                break
+            time.sleep(0.1)
+        assert not _alive(first)
+    finally:
+        for pid in (first, second):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
