@@ -254,13 +254,21 @@ class Alerts(Strict):
     thanks_outcomes: tuple[str, ...] = ("成約", "保留")  # alert 8: the outcomes that need a thanks LINE
     rebooking_cancel_kind: str = "日程変更希望"  # alert 9: the キャンセル区分 that expects a rebooking
 
-    @field_validator("caution")
-    @classmethod
-    def _fixed_start(cls, value: str) -> str:
-        """The digest finds alert 5 by its first words to leave it out, whatever memo it quotes."""
-        if not value.split("{", 1)[0].strip():
-            raise ValueError(f"{value!r} must start with fixed words before {{memo}} (for example ❗要注意: {{memo}})")
-        return value
+    @model_validator(mode="after")
+    def _caution_found_by_its_start(self) -> Alerts:
+        """The digest finds alert 5 by its first words to leave it out, whatever memo it quotes: they
+        must be there, and be no other alert's first words."""
+        start = self.caution.split("{", 1)[0]
+        if not start.strip():
+            raise ValueError(f"caution {self.caution!r} must start with fixed words before {{memo}} "
+                             "(for example ❗要注意: {memo})")
+        for name in ("reschedule_without_actions", "salesperson_changed", "overlap", "blacklisted",
+                     "second_meeting_other_salesperson", "no_outcome", "no_thanks_line", "no_rebooking"):
+            other = getattr(self, name).split("{", 1)[0]
+            if other.startswith(start) or start.startswith(other):
+                raise ValueError(f"caution {self.caution!r} and {name} {getattr(self, name)!r} start alike: "
+                                 "give the caution alert fixed words of its own")
+        return self
 
 
 _CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")

@@ -98,6 +98,12 @@ def test_a_caution_flag_written_before_its_memo_changed_is_still_never_told(tmp_
     assert "要注意" not in sato and "大声" not in sato and "自宅" not in sato and "と言う" not in sato
 
 
+def test_a_caution_memo_ending_in_an_alerts_words_is_not_told_as_that_alert(tmp_path, mapping):
+    path = workbook(tmp_path, alerts={"R001": "❗要注意: 大声; 結果未入力"})
+    set_cell(path, "顧客", "C001", "要注意メモ", "大声; 結果未入力")
+    assert not digest(check(LocalWorkbook(path).read(), mapping), EVENING, mapping)  # nothing open: no message
+
+
 def test_items_are_in_time_order_across_new_year(tmp_path, mapping):
     path = workbook(tmp_path, operations=[op("OP-JAN", "佐藤", due=dt.datetime(2027, 1, 5, 9, 0)),
                                           op("OP-NONE", "佐藤", due=None),

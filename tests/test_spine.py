@@ -333,15 +333,21 @@ def test_quiet_hours_must_be_clock_times(tmp_path, value):
     assert load_mapping(tmp_path).quiet_hours.start == "09:30"  # compared as text: zero-padded
 
 
-@pytest.mark.parametrize("value", ['"{memo}"', '" {memo}: 要注意"'])
-def test_the_caution_alert_must_start_with_fixed_words(tmp_path, value):
-    """The digest leaves alert 5 out by its first words, whatever memo it quotes."""
+MARKED = {"blacklisted: ブラックリストの顧客": "blacklisted: ❗ブラックリストの顧客"}
+
+
+@pytest.mark.parametrize(("value", "also"), [('"{memo}"', {}), ('" {memo}: 要注意"', {}), ('"❗{memo}"', MARKED)])
+def test_the_caution_alert_must_start_with_fixed_words_of_its_own(tmp_path, value, also):
+    """The digest leaves alert 5 out by its first words, whatever memo it quotes: a caution template
+    without them, or with another alert's, is refused (a team marking every alert ❗ included)."""
     src = load_mapping.__globals__["DEFAULT_DIR"]
     for f in src.glob("*.yaml"):
         shutil.copy(f, tmp_path / f.name)
     text = (tmp_path / "rules.yaml").read_text(encoding="utf-8").replace('caution: "❗要注意: {memo}"', f"caution: {value}")
+    for old, new in also.items():
+        text = text.replace(old, new)
     (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
-    with pytest.raises(MappingError, match=r"alerts\.caution.*fixed words"):
+    with pytest.raises(MappingError, match=r"alerts.*caution.*(fixed words|start alike)"):
         load_mapping(tmp_path)
 
 

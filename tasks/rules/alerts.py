@@ -155,7 +155,7 @@ def alert_rows(
             "recipient": pairs["booking_id"].map(owner).to_numpy(), "template": "alert",
         }))
     add(active & b["blacklist_memo"].notna(), 4, "blacklisted", words.blacklisted, ops, "blacklisted")
-    caution = b["customer_id"].map(_caution_texts(frames, mapping))
+    caution = b["customer_id"].map(caution_texts(frames, mapping))  # one text, which the digest leaves out
     add(active & caution.notna(), 5, "caution", caution, None)
     add(active & _second_meeting_elsewhere(b, words), 6, "second_meeting", words.second_meeting_other_salesperson, owner)
     add(active & (b["end"] < now) & (b["end"] >= since), 7, "no_outcome", words.no_outcome, owner)
@@ -246,7 +246,7 @@ def _no_rebooking(frames: Frames, now: pd.Timestamp, mapping: Mapping, b: pd.Dat
     return out
 
 
-def _caution_texts(frames: Frames, mapping: Mapping) -> pd.Series:
+def caution_texts(frames: Frames, mapping: Mapping) -> pd.Series:
     """Customer id -> alert 5's text on their bookings (a caution person), as the rule writes it."""
     customers = frames["customers"].data
     memos = pd.Series(_memos(customers["caution_memo"])[:-1], index=customers.index, dtype=object).dropna()

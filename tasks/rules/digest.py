@@ -20,6 +20,7 @@ from tasks.frames import ROW, Frames, Table
 from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Plan
+from tasks.rules.alerts import caution_texts
 from tasks.rules.operations import current_owners, open_rows
 from tasks.rules.payment_links import request_owners
 
@@ -66,8 +67,9 @@ def _alerts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     words = mapping.alerts
     start = words.caution.split("{", 1)[0]
     after = (words.second_meeting_other_salesperson, words.no_outcome, words.no_thanks_line, words.no_rebooking)
-    alerts = pd.Series([_without_caution(cell, start, after) if isinstance(cell, str) else "" for cell in
-                        b["alerts"].tolist()], index=b.index, dtype=object)
+    caution = b["customer_id"].map(caution_texts(frames, mapping))
+    alerts = pd.Series([_without_caution(cell, flag, start, after) if isinstance(cell, str) else "" for cell, flag in
+                        zip(b["alerts"].tolist(), caution.tolist(), strict=True)], index=b.index, dtype=object)
     open_ = b[alerts.str.strip().ne("").to_numpy() & b["salesperson"].notna().to_numpy()]
     names = _names(frames, open_["customer_id"])
     text = ("・予約 " + open_.index.to_series() + "（" + names + " 様, " + _when(open_["start"]) + "）: "
@@ -75,11 +77,13 @@ def _alerts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     return _items(open_["salesperson"], 0, open_["start"], text)
 
 
-def _without_caution(alerts: str, start: str, after: tuple[str, ...]) -> str:
-    """The "; "-joined alerts without alert 5, whatever memo it quotes: the one in 顧客 now, or one
-    edited or cleared since the reconcile wrote the cell, with "; " in it or not. The cell holds the
-    alerts in the contract's order, so alert 5 runs from its fixed `start` to where the fixed texts
-    of alerts 6–9 (`after`) begin, or to the end."""
+def _without_caution(alerts: str, flag: object, start: str, after: tuple[str, ...]) -> str:
+    """The "; "-joined alerts without alert 5: its text as the memo in 顧客 gives it (`flag`), by its
+    whole text (a memo may hold "; " and an alert's words); else, a memo edited or cleared since the
+    reconcile wrote the cell, by its place: the alerts are in the contract's order, so alert 5 runs
+    from its fixed `start` to where the fixed texts of alerts 6–9 (`after`) begin, or to the end."""
+    if isinstance(flag, str) and flag in alerts:
+        return "" if alerts == flag else alerts.replace(f"; {flag}", "").replace(f"{flag}; ", "")
     at = 0 if alerts.startswith(start) else alerts.find("; " + start) + 2
     if at == 1:  # not found
         return alerts
