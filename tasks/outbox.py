@@ -20,13 +20,15 @@ from tasks.rules.common import new_row
 PENDING, SENT, FAILED = "未送信", "送信済", "失敗"
 
 _EMAIL = re.compile(r"([^\s@＠、。,;:()（）<>]{1,64})[@＠]([^\s@＠、。,;:()（）<>]+[.．][A-Za-zＡ-Ｚａ-ｚ]{2,})")
-# A phone number starts with 0 (domestic) or + (international): a date (2026-11-20 10:00) or an id does not.
-# Its digits may be split by any hyphen staff type (the ones check reads as '-': −, –, ー …) or a space, and
-# by a slash or a middle dot between two digits (one before a 0 starts the next number: 090-…/080-…); it
-# may follow "tel", "phone" or "mobile" directly; after any other letter it is part of an id.
-_PART = rf"(?:[\d\- \u3000{HYPHENS}()（）.．]|(?<=\d)[/／・･](?=\d)(?![0０]))"
-_PHONE = re.compile(rf"(?:(?<=[Tt][Ee][Ll])|(?<=[Pp][Hh][Oo][Nn][Ee])|(?<=[Mm][Oo][Bb][Ii][Ll][Ee])|(?<![\dA-Za-z]))"
-                    rf"((?:[+＋]\d|[0０]){_PART}{{7,}}\d)(?![\dA-Za-z])")
+# A phone number starts with 0 and a digit 1-9 (domestic: ten or eleven digits) or + (international:
+# up to fifteen), so a date (2026-11-20 10:00), a time (09:00 / 10:00) or an id does not. Its digits
+# may be split by any hyphen staff type (the ones check reads as '-': −, –, ー …), spaces, brackets,
+# dots, or a slash or middle dot before a group of two digits or more (not 0・1・2); it ends at its
+# last digit (a date or a second number after it is not swallowed). It may follow "tel", "fax",
+# "phone" or "mobile" directly; after any other letter it is part of an id.
+_SEP = rf"(?:[\- \u3000{HYPHENS}()（）.．]+|[ \u3000]?[/／・･][ \u3000]?(?=[1-9１-９]\d))"
+_PHONE = re.compile(r"(?:(?<=[Tt][Ee][Ll])|(?<=[Ff][Aa][Xx])|(?<=[Pp][Hh][Oo][Nn][Ee])|(?<=[Mm][Oo][Bb][Ii][Ll][Ee])"
+                    rf"|(?<![\dA-Za-z]))((?:[+＋]\d(?:{_SEP}?\d){{8,14}}|[0０]{_SEP}?[1-9１-９](?:{_SEP}?\d){{8,9}}))(?![\dA-Za-z])")
 
 
 def mask(text: str) -> str:
