@@ -26,6 +26,7 @@ T = TypeVar("T")
 # the next fork comes), so no child holds a pipe open for another and each one's end is seen.
 _STARTING = threading.Lock()
 _READERS: set[Connection] = set()
+_FORK_FAILED = False  # the standard library leaks a failed fork's pipes: no second try in this process
 
 
 class Child(Generic[T]):
@@ -50,39 +51,59 @@ class Child(Generic[T]):
 def on_other_core(work: Callable[[], T]) -> Iterator[Child[T]]:
     """`work` running in a forked child for the length of the block; the child is reaped on the
     way out, killed first if it is still there (its value not taken, or the block raised)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    global _FORK_FAILED
+    if _FORK_FAILED or "fork" not in multiprocessing.get_all_start_methods():
         yield Child(None, None)
         return
     context = multiprocessing.get_context("fork")
+    process, reader = None, None
     with _STARTING:
-        reader, writer = context.Pipe(duplex=False)
-        process = context.Process(target=_run, args=(work, writer), name="salesops-other-core")
-        _READERS.add(reader)
         try:
-            with warnings.catch_warnings():
-                # Python 3.12+ warns of fork in a threaded process (Prefect's): a lock another thread
-                # held stays held in the child. The child takes none: pure pandas, one pickle, exit.
-                warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-                process.start()
-        except (OSError, AssertionError):  # no memory or processes left; a daemonic process may not fork
+            reader, writer = context.Pipe(duplex=False)
+            _READERS.add(reader)
+            try:
+                process = context.Process(target=_run, args=(work, writer), name="salesops-other-core")
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns of fork in a threaded process (Prefect's): a lock another thread
+                    # held stays held in the child. The child takes none: pure pandas, one pickle, exit.
+                    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+                    process.start()
+            finally:
+                writer.close()
+        except (OSError, AssertionError):  # no descriptors, memory or processes left; a daemonic process
+            _FORK_FAILED = True
             process = None
-        finally:
-            writer.close()
+        except BaseException:  # Ctrl-C while starting: no child, and no pipe, left behind
+            _stop(process)
+            _forget(reader)
+            raise
+        if process is None:
+            _forget(reader)
     if process is None:
-        _closed(reader)
         yield Child(None, None)
         return
     try:
         yield Child(reader, process.pid)
     finally:
-        _closed(reader)
-        if process.is_alive():
-            process.kill()
-        process.join()
+        try:
+            _stop(process)
+        finally:
+            with _STARTING:
+                _forget(reader)
 
 
-def _closed(reader: Connection) -> None:
-    with _STARTING:
+def _stop(process: multiprocessing.process.BaseProcess | None) -> None:
+    """Kill the child if it is still there, and reap it (nothing to do if it never started)."""
+    if process is None or process.pid is None:
+        return
+    if process.is_alive():
+        process.kill()
+    process.join()
+
+
+def _forget(reader: Connection | None) -> None:
+    """Close this process's end of a child's pipe (with `_STARTING` held)."""
+    if reader is not None:
         _READERS.discard(reader)
         reader.close()
 
@@ -90,8 +111,12 @@ def _closed(reader: Connection) -> None:
 def _run(work: Callable[[], T], writer: Connection) -> None:
     """The child: send the value; on any failure send nothing (the parent redoes the work and
     meets the same error there, with its own traceback). Its copies of the parent's read ends are
-    closed first: were the parent killed, the send fails instead of waiting for a reader forever."""
+    closed first: were the parent killed, the send fails instead of waiting for a reader forever.
+    The lock, held by the parent's thread when it forked, is a new one here (work may start a child)."""
+    global _STARTING
+    _STARTING = threading.Lock()
     for reader in _READERS:
         reader.close()
+    _READERS.clear()
     with contextlib.suppress(BaseException):
         writer.send(work())

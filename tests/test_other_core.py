@@ -101,6 +101,35 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_work_in_the_child_may_start_a_child_of_its_own():
+    """The child is forked while the starting lock is held: its own copy must not stay locked."""
+    def nested():
+        with on_other_core(lambda: 42) as inner:
+            return inner.result(60)
+
+    with on_other_core(nested) as child:
+        assert child.result(30) == 42
+
+
+def test_out_of_descriptors_the_work_is_done_here_and_nothing_escapes(tmp_path):
+    """A real limit, not a stand-in: with no descriptor left for the pipe, the caller gets None
+    (it does the work itself) and keeps to one core after that."""
+    script = tmp_path / "no_fds.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, resource, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from tasks.other_core import on_other_core
+        open_now = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        for _ in range(3):
+            with on_other_core(lambda: 1) as child:
+                print(child.result(5), child.pid)
+    """), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:3] == ["None None"] * 3
+
+
 def test_threads_starting_children_at_once_leave_the_warning_filters_as_found():
     before = list(warnings.filters)
 
