@@ -23,12 +23,13 @@ _EMAIL = re.compile(r"([^\s@＠、。,;:()（）<>]{1,64})[@＠]([^\s@＠、。,
 # A phone number starts with 0 and a digit 1-9 (domestic: ten or eleven digits) or + (international:
 # up to fifteen), so a date (2026-11-20 10:00), a time (09:00 / 10:00) or an id does not. Its digits
 # may be split by any hyphen staff type (the ones check reads as '-': −, –, ー …), spaces, brackets,
-# dots, or a slash or middle dot before a group of two digits or more (not 0・1・2); it ends at its
-# last digit (a date or a second number after it is not swallowed). It may follow "tel", "fax",
-# "phone" or "mobile" directly; after any other letter it is part of an id.
+# dots, or a slash or middle dot before a group of two digits or more (not 0・1・2); after its tenth
+# or eleventh digit only more digits join it (one typed too many), so a date or a second number after
+# it is not swallowed. It may follow "tel", "fax", "phone" or "mobile" directly; after any other
+# letter it is part of an id.
 _SEP = rf"(?:[\- \u3000{HYPHENS}()（）.．]+|[ \u3000]?[/／・･][ \u3000]?(?=[1-9１-９]\d))"
 _PHONE = re.compile(r"(?:(?<=[Tt][Ee][Ll])|(?<=[Ff][Aa][Xx])|(?<=[Pp][Hh][Oo][Nn][Ee])|(?<=[Mm][Oo][Bb][Ii][Ll][Ee])"
-                    rf"|(?<![\dA-Za-z]))((?:[+＋]\d(?:{_SEP}?\d){{8,14}}|[0０]{_SEP}?[1-9１-９](?:{_SEP}?\d){{8,9}}))(?![\dA-Za-z])")
+                    rf"|(?<![\dA-Za-z]))((?:[+＋]\d(?:{_SEP}?\d){{8,14}}|[0０]{_SEP}?[1-9１-９](?:{_SEP}?\d){{8,9}})\d*)(?![\dA-Za-z])")
 
 
 def mask(text: str) -> str:

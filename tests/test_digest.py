@@ -86,7 +86,7 @@ def test_an_open_operation_is_in_the_digest_of_the_customers_salesperson_now(tmp
     assert set(by) == {"鈴木"} and "鈴木 花子 様" in by["鈴木"]
 
 
-@pytest.mark.parametrize("memo_now", ["", "今は別の内容", "大声; 結果未入力"])
+@pytest.mark.parametrize("memo_now", ["", "今は別の内容", "大声; 結果未入力", "大声"])
 def test_a_caution_flag_written_before_its_memo_changed_is_still_never_told(tmp_path, mapping, memo_now):
     """The reconcile wrote alert 5 quoting the memo of the time; the memo was cleared or edited before
     the digest (a memo may hold "; " and an alert's words): the old text stays out all the same."""

@@ -78,21 +78,25 @@ def _alerts(frames: Frames, mapping: Mapping) -> pd.DataFrame:
 
 
 def _without_caution(alerts: str, flag: object, start: str, after: tuple[str, ...]) -> str:
-    """The "; "-joined alerts without alert 5: its text as the memo in 顧客 gives it (`flag`), by its
-    whole text (a memo may hold "; " and an alert's words); else, a memo edited or cleared since the
-    reconcile wrote the cell, by its place: the alerts are in the contract's order, so alert 5 runs
-    from its fixed `start` to where the fixed texts of alerts 6–9 (`after`) begin, or to the end."""
-    if isinstance(flag, str) and flag in alerts:
-        return "" if alerts == flag else alerts.replace(f"; {flag}", "").replace(f"{flag}; ", "")
+    """The "; "-joined alerts without alert 5. The alerts are in the contract's order, so alert 5
+    begins at its fixed `start`; it is the memo's text in 顧客 now (`flag`: a memo may hold "; " and
+    an alert's words) when exactly that is followed by nothing but alerts 6–9 (`after`). Else the
+    memo was edited or cleared since the reconcile wrote the cell, and alert 5 runs to where the
+    fixed texts of alerts 6–9 begin, or to the end."""
     at = 0 if alerts.startswith(start) else alerts.find("; " + start) + 2
     if at == 1:  # not found
         return alerts
-    rest, tail = alerts, []
+    head, rest = alerts[: max(at - 2, 0)], alerts[at:]
+    if isinstance(flag, str) and (rest == flag or rest.startswith(flag + "; ")):
+        tail = rest[len(flag) + 2:].split("; ") if rest != flag else []
+        if all(text in after for text in tail):
+            return "; ".join(part for part in (head, *tail) if part)
+    tail = []
     for text in reversed(after):
-        if rest.endswith("; " + text) and len(rest) - len(text) - 2 > at + len(start):
+        if rest.endswith("; " + text) and len(rest) - len(text) - 2 > len(start):
             tail.insert(0, text)
             rest = rest[: -len(text) - 2]
-    return "; ".join(part for part in (alerts[: max(at - 2, 0)], *tail) if part)
+    return "; ".join(part for part in (head, *tail) if part)
 
 
 def _operations(frames: Frames, mapping: Mapping) -> pd.DataFrame:
