@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from itertools import pairwise
 from pathlib import Path
 
+import pandas as pd
 import yaml
+from cronsim import CronSim
 
 from flows.deployments import check_prefect_yaml
+from flows.runs import why_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +26,26 @@ def test_shipped_deployments_never_overlap_and_run_in_tokyo_time():
         assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}, d["name"]
         assert all(s["timezone"] == "Asia/Tokyo" for s in d["schedules"]), d["name"]
         assert {"dry_run", "now"} <= set(d["parameters"]), d["name"]
+
+
+def test_reconcile_runs_at_every_hour_so_urgent_notices_go_in_quiet_hours_too():
+    """The contract: in quiet hours ordinary notices wait, urgent ones (a cancelled customer about to
+    get a reminder) go at once. So some scheduled run works at every hour of the day, its own guard
+    letting it: never more than 30 minutes between two."""
+    data = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    [deployment] = [d for d in data["deployments"] if d["entrypoint"] == "flows/reconcile.py:reconcile_flow"]
+    day = dt.datetime(2026, 11, 20)
+    working = []
+    for schedule in deployment["schedules"]:
+        for fire in CronSim(schedule["cron"], day - dt.timedelta(seconds=1)):
+            if fire >= day + dt.timedelta(days=1):
+                break
+            clock = pd.Timestamp(fire, tz="Asia/Tokyo")
+            assert why_skip(clock, schedule["parameters"]["business_hours"], None, None, fire) is None, fire
+            working.append(fire)
+    working = sorted([*working, day + dt.timedelta(days=1)])
+    assert working[0] == day
+    assert max(b - a for a, b in pairwise(working)) <= dt.timedelta(minutes=30)
 
 
 def _with(tmp_path: Path, mutate) -> Path:
