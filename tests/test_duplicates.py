@@ -238,6 +238,22 @@ def test_written_rows_and_the_customer_column_then_a_second_run_is_empty(book, m
     assert book.read_bytes() == before
 
 
+def test_an_approved_pair_is_never_withdrawn(tmp_path, mapping):
+    """Staff ticked 承認 on C001~C003; then a fourth 佐藤 翔太 registers and the name group passes
+    max_group (3 here): the name no longer pairs anyone, but the decision stays for the merge
+    (which checks the names again), as it does when staff edit the pair apart."""
+    small = mapping.model_copy(update={"duplicates": mapping.duplicates.model_copy(update={"max_group": 3})})
+    path = write_book(tmp_path / "team.xlsx", team_tabs([customer(f"C00{i}", "佐藤", "翔太") for i in (1, 2, 3)], []))
+    apply(path, small)
+    set_cell(path, "重複候補", "C001~C003", "承認", "TRUE")
+    wb = openpyxl.load_workbook(path)
+    wb["顧客"].append(customer("C004", "佐藤", "翔太"))
+    wb.save(path)
+    plan = apply(path, small)
+    assert {d.key for d in plan.deletes} == {"C001~C002", "C002~C003"}
+    assert {r["候補ID"]: r["承認"] for r in tab_records(path, "重複候補")} == {"C001~C003": "TRUE"}
+
+
 def test_rejected_pairs_never_come_back_and_stale_pairs_are_withdrawn(book, mapping):
     apply(book, mapping)
     set_cell(book, "重複候補", "C005~C006", "状態", "却下")

@@ -363,6 +363,18 @@ def test_a_merge_interrupted_at_each_step_completes_exactly_once(pair, mapping, 
     assert not merge_plan_of(pair, mapping)
 
 
+def test_a_merge_stopped_after_the_source_left_is_finished_even_after_a_reconcile(pair, mapping):
+    """The scheduled reconcile may come first: the source has left 顧客, so the pair no longer
+    matches, but the approved row stays for the merge to mark 統合済."""
+    with pytest.raises(Crash):
+        run_merge(DiesWriting(pair, len(STEPS)), mapping, NOW, send)
+    assert landed(state_of(pair)) == list(STEPS[:-1])
+    run(LocalWorkbook(pair), mapping, NOW, send)
+    run_merge(LocalWorkbook(pair), mapping, NOW, send)
+    assert {r["候補ID"]: r["状態"] for r in tab_records(pair, "重複候補")} == {"C001~C002": "統合済"}
+    assert len(tab_records(pair, "統合履歴")) == 1
+
+
 def test_the_steps_of_an_uninterrupted_merge_are_one_write_each(pair, mapping):
     book = DiesWriting(pair, 0)
     summary = run_merge(book, mapping, NOW, send)

@@ -218,7 +218,10 @@ def duplicate_candidates(frames: Frames, now: pd.Timestamp, mapping: Mapping) ->
     moved = live[(state.reindex(live) != desired_state.reindex(live)).to_numpy()]
     edits += set_field(table, "state", desired_state.reindex(moved).astype(object), REASON)
     edits += set_field(table, "processed_at", pd.Series(now, index=moved), REASON)
-    withdrawn = existing.index.difference(pairs.index).difference(held)
+    # a row staff ticked 承認 stays, matching or not: their decision (the merge checks the names again),
+    # and the row an interrupted merge finishes from once the source has left 顧客
+    approved = existing.index[(existing["approved"].fillna(False).astype(bool) & table.usable("approved")).to_numpy()]
+    withdrawn = existing.index.difference(pairs.index).difference(held).difference(approved)
     deletes = [Delete("duplicates", str(cid), "重複候補の取り下げ（一致しなくなった）") for cid in withdrawn]
 
     shown = pairs.loc[pairs.index.difference(frozen)]
