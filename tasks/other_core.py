@@ -26,6 +26,7 @@ T = TypeVar("T")
 # the next fork comes), so no child holds a pipe open for another and each one's end is seen.
 _STARTING = threading.Lock()
 _READERS: set[Connection] = set()
+_SENDING: set[Connection] = set()  # in a child: the end it sends its value on, which its own children close
 _FORK_FAILED = False  # the standard library leaks a failed fork's pipes: no second try in this process
 
 
@@ -112,11 +113,14 @@ def _run(work: Callable[[], T], writer: Connection) -> None:
     """The child: send the value; on any failure send nothing (the parent redoes the work and
     meets the same error there, with its own traceback). Its copies of the parent's read ends are
     closed first: were the parent killed, the send fails instead of waiting for a reader forever.
-    The lock, held by the parent's thread when it forked, is a new one here (work may start a child)."""
+    The lock, held by the parent's thread when it forked, is a new one here (work may start a child,
+    which closes this one's write end in turn: the parent sees this child's end when it dies)."""
     global _STARTING
     _STARTING = threading.Lock()
-    for reader in _READERS:
-        reader.close()
+    for end in (*_READERS, *_SENDING):
+        end.close()
     _READERS.clear()
+    _SENDING.clear()
+    _SENDING.add(writer)
     with contextlib.suppress(BaseException):
         writer.send(work())

@@ -111,6 +111,25 @@ def test_work_in_the_child_may_start_a_child_of_its_own():
         assert child.result(30) == 42
 
 
+def test_a_child_that_dies_is_seen_at_once_though_its_own_child_lives_on(tmp_path):
+    """The grandchild must not keep the child's write end open: the parent would wait out its whole
+    wait for a child already dead."""
+    pid_file = tmp_path / "grandchild"
+
+    def dies_after_starting_one():
+        inner = on_other_core(lambda: time.sleep(3600))
+        pid_file.write_text(str(inner.__enter__().pid))
+        os._exit(1)
+
+    try:
+        with on_other_core(dies_after_starting_one) as child:
+            assert child._reader.poll(30)  # readable: the end of the pipe, not a value
+            assert child.result(0) is None
+    finally:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
 def test_out_of_descriptors_the_work_is_done_here_and_nothing_escapes(tmp_path):
     """A real limit, not a stand-in: with no descriptor left for the pipe, the caller gets None
     (it does the work itself) and keeps to one core after that."""
