@@ -48,6 +48,14 @@ def set_field(table: Table, field: str, desired: pd.Series, reason: str, group: 
     return edits_of(table.name, field, keys, old, new, reason, groups)
 
 
+def overlaid(values: pd.Series, newer: pd.Series) -> pd.Series:
+    """`values` with what `newer` holds for the same keys put over them (a cell as this run will
+    write it, read by a step that runs before, or instead of, that write)."""
+    out = values.astype(object)  # a copy: the frame's own column stays as read
+    out.update(newer)
+    return out
+
+
 def nones(values: pd.Series) -> list[Any]:
     """The values as Python objects, every missing one (NaN, NaT, pd.NA) as None: `none_if_na`
     over a whole column at once, since a first run edits hundreds of thousands of cells.

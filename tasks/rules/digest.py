@@ -21,6 +21,7 @@ from tasks.mapping import Mapping
 from tasks.outbox import notice
 from tasks.plan import Plan
 from tasks.rules.alerts import caution_texts
+from tasks.rules.common import overlaid
 from tasks.rules.operations import current_owners, open_rows
 from tasks.rules.payment_links import request_owners
 
@@ -101,9 +102,8 @@ def _without_caution(alerts: str, flag: object, start: str, after: tuple[str, ..
 
 def _operations(frames: Frames, mapping: Mapping) -> pd.DataFrame:
     table = frames["operations"]
-    o = table.data.assign(salesperson=table.data["salesperson"].astype(object))
-    owners = current_owners(frames, mapping)
-    o.loc[owners.index, "salesperson"] = owners  # as the reconcile will write it: a reassignment moves the work
+    # as the reconcile will write it: a reassignment moves the work
+    o = table.data.assign(salesperson=overlaid(table.data["salesperson"], current_owners(frames, mapping)))
     open_ = o[open_rows(table) & o["salesperson"].notna()]
     text = ("・L-Step操作 " + open_["action"].fillna("") + "『" + open_["content"].fillna("").astype(str) + "』（"
             + open_["customer_name"].fillna("").astype(str) + " 様）期限 " + _when(open_["due"]).replace("", "なし")
@@ -114,9 +114,8 @@ def _operations(frames: Frames, mapping: Mapping) -> pd.DataFrame:
 def _requests(frames: Frames, mapping: Mapping) -> list[pd.DataFrame]:
     st = mapping.payment_links.states
     table = frames["payment_links"]
-    r = table.data.assign(salesperson=table.data["salesperson"].astype(object))
-    owners = request_owners(frames)
-    r.loc[owners.index, "salesperson"] = owners  # as the reconcile will write it: the work moves with the booking
+    # as the reconcile will write it: the work moves with the booking
+    r = table.data.assign(salesperson=overlaid(table.data["salesperson"], request_owners(frames)))
     rid = r.index.to_series()
     name = r["customer_name"].fillna("").astype(str)
     made = r[r["state"].eq(st.created) & r["salesperson"].notna()]

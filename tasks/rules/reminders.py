@@ -45,7 +45,7 @@ from tasks.mapping import Mapping, Step
 from tasks.outbox import notice
 from tasks.plan import Append, Plan
 from tasks.rules.bookings import PLANNED, booking_facts
-from tasks.rules.common import new_rows, set_field, shown_time
+from tasks.rules.common import new_rows, overlaid, set_field, shown_time
 from tasks.rules.operations import DELETE, NewOperations, current_owners, nth_id, open_rows, withdrawn
 
 SENT, CANCELLED, SKIPPED = "送信済", "取消", "スキップ"
@@ -290,8 +290,7 @@ def chase(frames: Frames, now: pd.Timestamp, mapping: Mapping, new_ops: list[App
     table = frames["operations"]
     cols = ["customer_name", "salesperson", "action", "content", "due", "done"]
     ops = table.data[cols].drop(index=withdrawn)
-    owners = current_owners(frames, mapping).reindex(ops.index)
-    ops["salesperson"] = owners.where(owners.notna(), ops["salesperson"])
+    ops["salesperson"] = overlaid(ops["salesperson"], current_owners(frames, mapping))
     if new_ops:
         fresh = pd.DataFrame([{c: a.get(c) for c in cols} for a in new_ops], index=[a.key for a in new_ops])
         ops = pd.concat([ops.astype(object), fresh.astype(object)])
